@@ -1,0 +1,47 @@
+"""pst_jax: Parameter-Efficient Sparsity (PST, Li et al., IJCAI 2022) for Flax models, in JAX."""
+
+from pst_jax.config import PSTConfig
+from pst_jax.count import ParamCount, count_parameters, param_shapes
+from pst_jax.losses import causal_lm_loss, classification_loss
+from pst_jax.optim import learning_rate_schedule, make_optimizer, param_labels
+from pst_jax.pst import adapted_kernel, factor_shapes, importance, init_factors, mask, masked_kernel
+from pst_jax.rules import (
+    BERT_RULES,
+    GPT2_RULES,
+    ROBERTA_RULES,
+    Matrix,
+    Plan,
+    Rule,
+    RuleSet,
+    make_plan,
+    read_matrix,
+    rules_for,
+)
+from pst_jax.schedule import cubic_sparsity
+from pst_jax.sharding import make_mesh, replicate, shard_batch
+from pst_jax.topk import keep_mask, prune_count, topk_mask
+from pst_jax.train import (
+    TrainState,
+    effective_params,
+    export_model,
+    init_train_state,
+    jit_eval_step,
+    jit_train_step,
+    make_eval_step,
+    make_train_step,
+    split_params,
+)
+from pst_jax.tree import export, init_pst, kernel_sparsity, masks, merge
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BERT_RULES", "GPT2_RULES", "ROBERTA_RULES", "Matrix", "ParamCount", "Plan", "PSTConfig", "Rule",
+    "RuleSet", "TrainState", "adapted_kernel", "causal_lm_loss", "classification_loss", "count_parameters",
+    "cubic_sparsity", "effective_params", "export", "export_model", "factor_shapes", "importance",
+    "init_factors", "init_pst", "init_train_state", "jit_eval_step", "jit_train_step", "keep_mask",
+    "kernel_sparsity", "learning_rate_schedule", "make_eval_step", "make_mesh", "make_optimizer",
+    "make_plan", "make_train_step", "mask", "masked_kernel", "masks", "merge", "param_labels",
+    "param_shapes", "prune_count", "read_matrix", "replicate", "rules_for", "shard_batch",
+    "split_params", "topk_mask",
+]

@@ -1,0 +1,139 @@
+"""Exact per-matrix top-k masks with a straight-through gradient.
+
+PST (like movement pruning) keeps all but the ``floor(s * numel)`` lowest-scoring entries of each
+matrix, recomputed at every forward pass. Sorting every matrix on every step is the obvious cost
+(85M scores a step on BERT-base). Instead we *select* the k-th smallest score exactly with a
+two-pass radix select over the scores' bits:
+
+1. Scores are mapped to ``uint32`` keys whose unsigned order is the float order.
+2. A 65,536-bin histogram of the high 16 bits finds the bucket that holds the k-th smallest key;
+   a second histogram of the low 16 bits, restricted to that bucket, finds the key itself.
+
+That is two linear passes (scatter-adds into a cache-sized histogram) instead of an
+``O(n log n)`` sort: on 2 CPU cores a 768 x 3072 matrix takes ~20 ms against ~220 ms for
+``jnp.sort`` (see ``experiments/benchmark_topk.py``). Ties at the threshold are broken
+deterministically, lowest flat index pruned first (as a stable sort would), so exactly
+``floor(s * numel)`` entries are pruned whatever the scores.
+"""
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from pst_jax.types import Array
+
+_RADIX_BITS = 16
+
+
+def prune_count(sparsity: Array | float, numel: int) -> Array:
+    """Number of entries pruned from a matrix of ``numel`` entries: ``floor(sparsity * numel)``.
+
+    The product is evaluated in float32 (``sparsity`` may be a traced scalar) and clipped to
+    ``[0, numel]``.
+
+    Example:
+      >>> int(prune_count(0.9, 1000))
+      900
+    """
+    sparsity = jnp.asarray(sparsity, jnp.float32)
+    k = jnp.floor(sparsity * jnp.float32(numel)).astype(jnp.int32)
+    return jnp.clip(k, 0, numel)
+
+
+def sortable_keys(x: Array) -> Array:
+    """Maps floats to ``uint32`` keys with the same order (``-inf < ... < -0.0 < +0.0 < ... < inf``).
+
+    Negative floats have all bits flipped, non-negative ones only the sign bit.
+    """
+    u = lax.bitcast_convert_type(x.astype(jnp.float32), jnp.uint32)
+    negative = (u >> 31) == 1
+    return jnp.where(negative, ~u, u | jnp.uint32(0x80000000))
+
+
+def _radix_digit(keys: Array, k: Array, weights: Array | None, shift: int, below: Array):
+    """One radix pass: the digit at ``shift`` of the k-th smallest key among the weighted keys.
+
+    Returns the digit, the number of keys below its bucket (``below`` included), and the
+    bucket's population.
+    """
+    digit = ((keys >> shift) & ((1 << _RADIX_BITS) - 1)).astype(jnp.int32)
+    ones = jnp.ones_like(digit) if weights is None else weights.astype(jnp.int32)
+    hist = jnp.zeros(1 << _RADIX_BITS, jnp.int32).at[digit].add(ones, mode="promise_in_bounds")
+    cumulative = jnp.cumsum(hist) + below
+    d = jnp.sum(cumulative < k, dtype=jnp.int32)  # first bucket whose cumulative count reaches k
+    below = jnp.where(d > 0, cumulative[jnp.maximum(d - 1, 0)], below)
+    return d, below, hist[d]
+
+
+def kth_smallest_key(keys: Array, k: Array) -> tuple[Array, Array, Array]:
+    """Exact k-th smallest (1-based) of flat ``uint32`` keys by a two-pass 16-bit radix select.
+
+    Args:
+      keys: flat ``uint32`` array.
+      k: int32 scalar in ``[1, keys.size]``.
+
+    Returns:
+      ``(kth, n_below, n_equal)``: the k-th smallest key, how many keys are strictly below it,
+      and how many equal it.
+    """
+    hi, below, _ = _radix_digit(keys, k, None, _RADIX_BITS, jnp.int32(0))
+    in_bucket = (keys >> _RADIX_BITS) == hi.astype(jnp.uint32)
+    lo, below, n_equal = _radix_digit(keys, k, in_bucket, 0, below)
+    kth = (hi.astype(jnp.uint32) << _RADIX_BITS) | lo.astype(jnp.uint32)
+    return kth, below, n_equal
+
+
+def keep_mask(scores: Array, sparsity: Array | float) -> Array:
+    """Boolean mask keeping all but the ``floor(sparsity * scores.size)`` smallest scores.
+
+    Ties at the threshold are pruned in increasing flat-index order, so the count is exact.
+    NaN scores rank above ``+inf`` (they are kept).
+
+    Example:
+      >>> keep_mask(jnp.array([3.0, 1.0, 2.0, 1.0]), 0.5).tolist()
+      [True, False, True, False]
+    """
+    flat = sortable_keys(scores).ravel()
+    k = prune_count(sparsity, flat.size)
+    kth, below, n_equal = kth_smallest_key(flat, jnp.maximum(k, 1))
+    ties_to_prune = k - below  # entries equal to kth that must go
+
+    def split_ties(_):
+        # Rare path (e.g. bf16-derived or exactly-zero weights): a partial run of equal keys.
+        equal = flat == kth
+        rank = jnp.cumsum(equal, dtype=jnp.int32)
+        return (flat > kth) | (equal & (rank > ties_to_prune))
+
+    keep = lax.cond(ties_to_prune == n_equal, lambda _: flat > kth, split_ties, None)
+    keep = jnp.where(k == 0, True, keep)
+    return keep.reshape(scores.shape)
+
+
+@jax.custom_vjp
+def topk_mask(scores: Array, sparsity: Array) -> Array:
+    """0/1 top-k mask of ``scores`` (dtype of ``scores``) with a straight-through gradient.
+
+    Forward: :func:`keep_mask` as floats. Backward: the cotangent of the mask is passed to
+    ``scores`` unchanged (``dM/dS = identity``), as in movement pruning and PST; ``sparsity``
+    gets no gradient.
+
+    Args:
+      scores: importance scores of one matrix, any shape.
+      sparsity: fraction to prune, a scalar in ``[0, 1)``; may be traced.
+
+    Example:
+      >>> topk_mask(jnp.array([0.3, -1.0, 2.0, 0.1]), 0.5).tolist()
+      [1.0, 0.0, 1.0, 0.0]
+    """
+    return keep_mask(scores, sparsity).astype(scores.dtype)
+
+
+def _topk_mask_fwd(scores, sparsity):
+    return keep_mask(scores, sparsity).astype(scores.dtype), jnp.zeros_like(sparsity)
+
+
+def _topk_mask_bwd(zero_sparsity, g):
+    return g, zero_sparsity
+
+
+topk_mask.defvjp(_topk_mask_fwd, _topk_mask_bwd)

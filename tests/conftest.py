@@ -1,0 +1,36 @@
+"""Test setup: 8 fake CPU devices (set before jax is imported), no network, tiny models."""
+
+import os
+
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+from tests import tiny  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def devices():
+    found = jax.devices()
+    assert len(found) == 8, f"expected 8 fake CPU devices, got {found}"
+    return found
+
+
+@pytest.fixture(scope="session")
+def bert():
+    return tiny.bert()
+
+
+@pytest.fixture(scope="session")
+def roberta():
+    return tiny.roberta()
+
+
+@pytest.fixture(scope="session")
+def gpt2():
+    return tiny.gpt2()
