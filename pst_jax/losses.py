@@ -54,8 +54,9 @@ def causal_lm_loss(model: Any, label_smoothing: float = 0.0) -> LossFn:
     def loss_fn(params: Params, batch: Batch, dropout_rng: Array | None):
         ids = batch["input_ids"]
         attention = batch.get("attention_mask", jnp.ones_like(ids))
-        logits = model(ids, attention_mask=attention, params=params, dropout_rng=dropout_rng,
-                       train=dropout_rng is not None).logits
+        logits = model(
+            ids, attention_mask=attention, params=params, dropout_rng=dropout_rng, train=dropout_rng is not None
+        ).logits
         logp = jax.nn.log_softmax(logits[:, :-1].astype(jnp.float32))
         nll = -jnp.take_along_axis(logp, ids[:, 1:, None], axis=-1)[..., 0]
         per_token = (1.0 - label_smoothing) * nll - label_smoothing * jnp.mean(logp, axis=-1)

@@ -94,9 +94,7 @@ def _mask_and_adapted(kernel, factors, sparsity, config):
     return topk_mask(scores, jnp.asarray(sparsity, jnp.float32)), adapted
 
 
-def mask(
-    kernel: Array, factors: MatrixFactors, sparsity: Array | float, config: PSTConfig = PSTConfig()
-) -> Array:
+def mask(kernel: Array, factors: MatrixFactors, sparsity: Array | float, config: PSTConfig = PSTConfig()) -> Array:
     """The 0/1 mask ``M`` of one kernel, in the kernel's dtype (see :func:`masked_kernel`)."""
     return _mask_and_adapted(kernel, factors, sparsity, config)[0]
 

@@ -50,19 +50,28 @@ def sortable_keys(x: Array) -> Array:
     return jnp.where(negative, ~u, u | jnp.uint32(0x80000000))
 
 
+def _first_reaching(counts: Array, k: Array, below: Array) -> tuple[Array, Array]:
+    """First index whose running total (``below`` plus ``counts`` up to it) reaches ``k``, and the total before it."""
+    running = jnp.cumsum(counts) + below
+    i = jnp.sum(running < k, dtype=jnp.int32)
+    return i, jnp.where(i > 0, running[jnp.maximum(i - 1, 0)], below)
+
+
 def _radix_digit(keys: Array, k: Array, weights: Array | None, shift: int, below: Array):
     """One radix pass: the digit at ``shift`` of the k-th smallest key among the weighted keys.
 
     Returns the digit, the number of keys below its bucket (``below`` included), and the
-    bucket's population.
+    bucket's population. The 65,536-bin histogram is scanned as 256 rows of 256 bins: two short
+    cumulative sums instead of one long one (faster to compile and to run).
     """
     digit = ((keys >> shift) & ((1 << _RADIX_BITS) - 1)).astype(jnp.int32)
     ones = jnp.ones_like(digit) if weights is None else weights.astype(jnp.int32)
     hist = jnp.zeros(1 << _RADIX_BITS, jnp.int32).at[digit].add(ones, mode="promise_in_bounds")
-    cumulative = jnp.cumsum(hist) + below
-    d = jnp.sum(cumulative < k, dtype=jnp.int32)  # first bucket whose cumulative count reaches k
-    below = jnp.where(d > 0, cumulative[jnp.maximum(d - 1, 0)], below)
-    return d, below, hist[d]
+    side = 1 << (_RADIX_BITS // 2)
+    rows = hist.reshape(side, side)
+    row, below = _first_reaching(rows.sum(axis=1), k, below)
+    col, below = _first_reaching(rows[row], k, below)
+    return row * side + col, below, rows[row, col]
 
 
 def kth_smallest_key(keys: Array, k: Array) -> tuple[Array, Array, Array]:

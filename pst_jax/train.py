@@ -79,8 +79,9 @@ def init_train_state(
     return jax.jit(init, out_shardings=shardings)(head), replicate(frozen, mesh)
 
 
-def effective_params(trainable: dict[str, Any], frozen: FlatParams, sparsity: Array | float, plan: Plan,
-                     config: PSTConfig = PSTConfig()) -> dict[str, Any]:
+def effective_params(
+    trainable: dict[str, Any], frozen: FlatParams, sparsity: Array | float, plan: Plan, config: PSTConfig = PSTConfig()
+) -> dict[str, Any]:
     """The params to feed the model: frozen weights, trained head, masked adapted kernels."""
     return merge({**frozen, **trainable["head"]}, trainable["pst"], sparsity, plan, config)
 
@@ -141,7 +142,8 @@ def jit_eval_step(eval_step: Callable) -> Callable:
     return _with_float_sparsity(jax.jit(eval_step))
 
 
-def export_model(state: TrainState, frozen: FlatParams, sparsity: float, plan: Plan,
-                 config: PSTConfig = PSTConfig()) -> dict[str, Any]:
+def export_model(
+    state: TrainState, frozen: FlatParams, sparsity: float, plan: Plan, config: PSTConfig = PSTConfig()
+) -> dict[str, Any]:
     """The deployable params (host arrays, factors dropped) at ``sparsity``; see :func:`pst_jax.tree.export`."""
     return export({**frozen, **state.trainable["head"]}, state.trainable["pst"], sparsity, plan, config)

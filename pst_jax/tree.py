@@ -5,7 +5,6 @@ model and the factors keyed by matrix name, and return ordinary parameter trees 
 ``module.apply`` / ``model(..., params=...)``.
 """
 
-from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -28,7 +27,7 @@ def init_pst(key: Array, plan: Plan, config: PSTConfig = PSTConfig(), dtype=jnp.
       (768, 8)
     """
     keys = jax.random.split(key, len(plan.matrices))
-    return {m.name: init_factors(k, m.d_in, m.d_out, config, dtype) for k, m in zip(keys, plan.matrices)}
+    return {m.name: init_factors(k, m.d_in, m.d_out, config, dtype) for k, m in zip(keys, plan.matrices, strict=False)}
 
 
 def sparse_kernels(

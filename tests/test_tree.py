@@ -1,0 +1,75 @@
+"""Whole-model functions: effective params at init, masks, export."""
+
+import math
+
+import chex
+import jax
+import numpy as np
+import pytest
+
+from pst_jax import (
+    BERT_RULES,
+    GPT2_RULES,
+    ROBERTA_RULES,
+    export,
+    init_pst,
+    kernel_sparsity,
+    make_plan,
+    masks,
+    merge,
+    read_matrix,
+)
+from pst_jax.rules import flatten
+
+MODELS = [("bert", BERT_RULES), ("roberta", ROBERTA_RULES), ("gpt2", GPT2_RULES)]
+
+
+@pytest.mark.parametrize("name,rules", MODELS)
+def test_init_is_exactly_pretrained_at_sparsity_zero(request, name, rules):
+    model = request.getfixturevalue(name)
+    plan = make_plan(model.params, rules)
+    merged = jax.jit(lambda p, f: merge(p, f, 0.0, plan))(model.params, init_pst(jax.random.key(0), plan))
+    chex.assert_trees_all_equal(merged, model.params)
+
+
+@pytest.mark.parametrize("name,rules", MODELS)
+def test_init_mask_is_magnitude_pruning_of_w0(request, name, rules):
+    model = request.getfixturevalue(name)
+    plan = make_plan(model.params, rules)
+    flat = flatten(model.params)
+    got = jax.jit(lambda p, f: masks(p, f, 0.5, plan))(model.params, init_pst(jax.random.key(0), plan))
+    for m in plan.matrices:
+        w0 = np.abs(np.asarray(read_matrix(flat[m.path], m))).ravel()
+        want = np.ones(w0.size)
+        want[np.argsort(w0, kind="stable")[: w0.size // 2]] = 0
+        np.testing.assert_array_equal(np.asarray(got[m.name]).ravel(), want, err_msg=m.name)
+
+
+@pytest.mark.parametrize("name,rules", MODELS)
+def test_export_has_target_sparsity_and_leaves_the_rest(request, name, rules):
+    model = request.getfixturevalue(name)
+    plan = make_plan(model.params, rules)
+    factors = jax.tree.map(
+        lambda x: x + 0.01 * jax.random.normal(jax.random.key(1), x.shape), init_pst(jax.random.key(0), plan)
+    )
+    out = export(model.params, factors, 0.75, plan)
+    assert all(isinstance(x, np.ndarray) for x in jax.tree.leaves(out))
+    assert jax.tree.structure(out) == jax.tree.structure(model.params)
+    for m in plan.matrices:
+        zeros = np.sum(read_matrix(flatten(out)[m.path], m) == 0)
+        assert zeros == math.floor(0.75 * m.numel), m.name
+    assert set(kernel_sparsity(out, plan).values()) == {0.75}
+    sparse_paths = {m.path for m in plan.matrices}
+    for path, value in flatten(model.params).items():
+        if path not in sparse_paths:
+            np.testing.assert_array_equal(flatten(out)[path], value, err_msg=path)
+
+
+def test_exported_params_run_in_the_model(bert):
+    plan = make_plan(bert.params, BERT_RULES)
+    factors = init_pst(jax.random.key(0), plan)
+    ids = np.arange(3, 19, dtype=np.int32).reshape(2, 8)
+    merged = jax.jit(lambda p, f: merge(p, f, 0.5, plan))(bert.params, factors)
+    want = bert(ids, params=merged).logits
+    got = bert(ids, params=export(bert.params, factors, 0.5, plan)).logits
+    chex.assert_trees_all_close(got, want, rtol=1e-6)
