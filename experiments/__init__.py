@@ -1,0 +1,1 @@
+"""Thin launchers over the pst_jax library."""
