@@ -25,7 +25,9 @@ ARCHITECTURES = {
     "bert-base-uncased": (FlaxBertForSequenceClassification, BertConfig(num_labels=2)),
     "bert-large-uncased": (
         FlaxBertForSequenceClassification,
-        BertConfig(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096, num_labels=2),
+        BertConfig(
+            hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096, num_labels=2
+        ),
     ),
     "roberta-base": (
         FlaxRobertaForSequenceClassification,

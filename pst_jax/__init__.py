@@ -1,8 +1,10 @@
 """pst_jax: Parameter-Efficient Sparsity (PST, Li et al., IJCAI 2022) for Flax models, in JAX."""
 
+from pst_jax import methods
 from pst_jax.config import PSTConfig
 from pst_jax.count import ParamCount, count_parameters, param_shapes
 from pst_jax.losses import causal_lm_loss, classification_loss
+from pst_jax.methods import Method
 from pst_jax.optim import learning_rate_schedule, make_optimizer, param_labels
 from pst_jax.pst import adapted_kernel, factor_shapes, importance, init_factors, mask, masked_kernel
 from pst_jax.rules import (
@@ -22,14 +24,12 @@ from pst_jax.sharding import make_mesh, replicate, shard_batch
 from pst_jax.topk import keep_mask, prune_count, topk_mask
 from pst_jax.train import (
     TrainState,
-    effective_params,
     export_model,
     init_train_state,
     jit_eval_step,
     jit_train_step,
     make_eval_step,
     make_train_step,
-    split_params,
 )
 from pst_jax.tree import export, init_pst, kernel_sparsity, masks, merge
 
@@ -51,7 +51,8 @@ __all__ = [
     "classification_loss",
     "count_parameters",
     "cubic_sparsity",
-    "effective_params",
+    "Method",
+    "methods",
     "export",
     "export_model",
     "factor_shapes",
@@ -80,6 +81,5 @@ __all__ = [
     "replicate",
     "rules_for",
     "shard_batch",
-    "split_params",
     "topk_mask",
 ]

@@ -1,9 +1,10 @@
 """The optimizer: AdamW with linear decay on the trainable groups, ``set_to_zero`` for frozen ones.
 
-The trainable tree of a PST run is ``{"pst": factors, "head": {path: array}}`` (see
-:mod:`pst_jax.train`): only it is differentiated, so frozen weights get neither gradient buffers
-nor optimizer state. :func:`param_labels` labels its top-level groups; any other group is
-labelled ``"frozen"`` and zeroed, so a frozen leaf handed to the optimizer by mistake cannot move.
+The trainable tree of a run is a dict of groups (PST: ``{"pst": factors, "head": {path: array}}``;
+dense fine-tuning: ``{"weights": ...}``; see :mod:`pst_jax.methods`): only it is differentiated, so
+frozen weights get neither gradient buffers nor optimizer state. :func:`param_labels` labels each
+leaf by its top-level group; an unknown group is labelled ``"frozen"`` and zeroed, so a leaf handed
+to the optimizer by mistake cannot move.
 """
 
 from collections.abc import Mapping
@@ -12,7 +13,7 @@ from typing import Any
 import jax
 import optax
 
-GROUPS = ("pst", "head")
+GROUPS = ("pst", "head", "weights")
 
 
 def learning_rate_schedule(learning_rate: float, total_steps: int, warmup_steps: int = 0) -> optax.Schedule:
@@ -35,7 +36,7 @@ def learning_rate_schedule(learning_rate: float, total_steps: int, warmup_steps:
 
 
 def param_labels(trainable: Mapping[str, Any]) -> dict[str, Any]:
-    """Labels every leaf by its top-level group: ``"pst"``, ``"head"``, or ``"frozen"``."""
+    """Labels every leaf by its top-level group: one of :data:`GROUPS`, or ``"frozen"``."""
     return {
         group: jax.tree.map(lambda _, g=group: g if g in GROUPS else "frozen", subtree)
         for group, subtree in trainable.items()
@@ -55,7 +56,7 @@ def make_optimizer(
     """AdamW (weight decay 0 by default, as in the paper) with linear decay, partitioned by group.
 
     Args:
-      learning_rate: peak learning rate of the PST factors.
+      learning_rate: peak learning rate of the PST factors (and of all weights in dense fine-tuning).
       total_steps: optimizer steps of the run (the decay reaches 0 there).
       warmup_steps: linear warm-up steps (0 for GLUE, 500 for the NLG recipe).
       weight_decay: decoupled weight decay.
@@ -74,6 +75,7 @@ def make_optimizer(
     return optax.partition(
         {
             "pst": adamw(learning_rate),
+            "weights": adamw(learning_rate),
             "head": adamw(learning_rate if head_learning_rate is None else head_learning_rate),
             "frozen": optax.set_to_zero(),
         },

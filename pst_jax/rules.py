@@ -143,6 +143,11 @@ def flatten(params: Mapping[str, Any]) -> dict[str, Any]:
     return traverse_util.flatten_dict(dict(params), sep="/")
 
 
+def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """Inverse of :func:`flatten`."""
+    return traverse_util.unflatten_dict(dict(flat), sep="/")
+
+
 def _matrices(path: str, shape: tuple[int, ...], rule: Rule) -> Iterable[Matrix]:
     if len(shape) != 2:
         raise ValueError(f"rule {rule.pattern!r} selects {path!r} of shape {shape}: not a 2-D kernel")

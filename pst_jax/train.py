@@ -1,18 +1,18 @@
-"""Jitted, mesh-sharded train and eval steps for PST fine-tuning.
+"""Jitted, mesh-sharded train and eval steps, shared by every fine-tuning method.
 
-The state splits the model in two:
+A :class:`~pst_jax.methods.Method` splits the model in two:
 
-* ``state.trainable = {"pst": factors, "head": {path: array}}``: the only tree that is
-  differentiated and stepped (the head group is empty when ``train_head=False``);
-* ``frozen``: every other parameter (pretrained kernels ``W0`` included), a flat
-  ``{path: array}`` dict passed to each step and never donated, copied or differentiated.
+* ``state.trainable``: a dict of named groups (PST: ``{"pst": factors, "head": {path: array}}``),
+  the only tree that is differentiated and stepped;
+* ``frozen``: every other parameter (pretrained kernels ``W0`` included), a flat ``{path: array}``
+  dict passed to each step and never donated, copied or differentiated.
 
 Example (see ``tests/test_train.py`` for a complete run)::
 
-    plan = make_plan(model.params, rules_for(model.config.model_type))
+    method = methods.pst(make_plan(model.params, rules_for(model.config.model_type)))
     tx = make_optimizer(3e-5, total_steps)
-    state, frozen = init_train_state(key, model.params, plan, tx, mesh=mesh)
-    step = jit_train_step(make_train_step(classification_loss(model), plan, tx), mesh)
+    state, frozen = init_train_state(key, model.params, method, tx, mesh=mesh)
+    step = jit_train_step(make_train_step(classification_loss(model), method, tx), mesh)
     for t, batch in enumerate(batches):
         state, metrics = step(state, frozen, shard_batch(batch, mesh), schedule(t))
 """
@@ -22,15 +22,14 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax.sharding import Mesh
 
-from pst_jax.config import PSTConfig
 from pst_jax.losses import LossFn
+from pst_jax.methods import Method
 from pst_jax.pst import check_sparsity
-from pst_jax.rules import Plan, flatten
 from pst_jax.sharding import replicate, replicated
-from pst_jax.tree import export, init_pst, merge
 from pst_jax.types import Array, Batch, FlatParams, Params
 
 
@@ -43,51 +42,33 @@ class TrainState(NamedTuple):
     dropout_rng: Array
 
 
-def split_params(params: Params, plan: Plan, train_head: bool = True) -> tuple[FlatParams, FlatParams]:
-    """``(head, frozen)`` flat dicts; with ``train_head=False`` the head is frozen too."""
-    flat = flatten(params)
-    head_paths = set(plan.paths("head")) if train_head else set()
-    head = {p: v for p, v in flat.items() if p in head_paths}
-    frozen = {p: v for p, v in flat.items() if p not in head_paths}
-    return head, frozen
-
-
 def init_train_state(
     key: Array,
     params: Params,
-    plan: Plan,
+    method: Method,
     optimizer: optax.GradientTransformation,
-    config: PSTConfig = PSTConfig(),
-    train_head: bool = True,
     mesh: Mesh | None = None,
 ) -> tuple[TrainState, FlatParams]:
-    """Fresh factors, optimizer state and dropout key; returns ``(state, frozen)``.
+    """The method's trainable groups, their optimizer state and a dropout key; returns ``(state, frozen)``.
 
     With a ``mesh`` both are replicated over it (the state is created in place from its
     ``jax.eval_shape``, never gathered on one device first).
     """
-    head, frozen = split_params(params, plan, train_head)
-    factor_key, dropout_key = jax.random.split(key)
+    init_key, dropout_key = jax.random.split(key)
 
-    def init(head: FlatParams) -> TrainState:
-        trainable = {"pst": init_pst(factor_key, plan, config), "head": head}
-        return TrainState(jnp.zeros((), jnp.int32), trainable, optimizer.init(trainable), dropout_key)
+    def init(params: Params) -> tuple[TrainState, FlatParams]:
+        trainable, frozen = method.init(init_key, params)
+        state = TrainState(jnp.zeros((), jnp.int32), trainable, optimizer.init(trainable), dropout_key)
+        return state, frozen
 
     if mesh is None:
-        return jax.jit(init)(head), frozen
-    shardings = jax.tree.map(lambda _: replicated(mesh), jax.eval_shape(init, head))
-    return jax.jit(init, out_shardings=shardings)(head), replicate(frozen, mesh)
-
-
-def effective_params(
-    trainable: dict[str, Any], frozen: FlatParams, sparsity: Array | float, plan: Plan, config: PSTConfig = PSTConfig()
-) -> dict[str, Any]:
-    """The params to feed the model: frozen weights, trained head, masked adapted kernels."""
-    return merge({**frozen, **trainable["head"]}, trainable["pst"], sparsity, plan, config)
+        return jax.jit(init)(params)
+    shardings = jax.tree.map(lambda _: replicated(mesh), jax.eval_shape(init, params))
+    return jax.jit(init, out_shardings=shardings)(replicate(params, mesh))
 
 
 def make_train_step(
-    loss_fn: LossFn, plan: Plan, optimizer: optax.GradientTransformation, config: PSTConfig = PSTConfig()
+    loss_fn: LossFn, method: Method, optimizer: optax.GradientTransformation
 ) -> Callable[[TrainState, FlatParams, Batch, Array], tuple[TrainState, dict[str, Array]]]:
     """The pure step ``(state, frozen, batch, sparsity) -> (state, metrics)``; jit it with :func:`jit_train_step`.
 
@@ -99,7 +80,7 @@ def make_train_step(
         dropout_rng = jax.random.fold_in(state.dropout_rng, state.step)
 
         def objective(trainable):
-            return loss_fn(effective_params(trainable, frozen, sparsity, plan, config), batch, dropout_rng)
+            return loss_fn(method.effective_params(trainable, frozen, sparsity), batch, dropout_rng)
 
         (loss, _), grads = jax.value_and_grad(objective, has_aux=True)(state.trainable)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.trainable)
@@ -111,12 +92,12 @@ def make_train_step(
 
 
 def make_eval_step(
-    loss_fn: LossFn, plan: Plan, config: PSTConfig = PSTConfig()
+    loss_fn: LossFn, method: Method
 ) -> Callable[[dict[str, Any], FlatParams, Batch, Array], tuple[Array, dict[str, Array]]]:
     """The pure step ``(trainable, frozen, batch, sparsity) -> (loss, aux)``, dropout off."""
 
     def eval_step(trainable, frozen, batch, sparsity):
-        return loss_fn(effective_params(trainable, frozen, sparsity, plan, config), batch, None)
+        return loss_fn(method.effective_params(trainable, frozen, sparsity), batch, None)
 
     return eval_step
 
@@ -142,8 +123,11 @@ def jit_eval_step(eval_step: Callable) -> Callable:
     return _with_float_sparsity(jax.jit(eval_step))
 
 
-def export_model(
-    state: TrainState, frozen: FlatParams, sparsity: float, plan: Plan, config: PSTConfig = PSTConfig()
-) -> dict[str, Any]:
-    """The deployable params (host arrays, factors dropped) at ``sparsity``; see :func:`pst_jax.tree.export`."""
-    return export({**frozen, **state.trainable["head"]}, state.trainable["pst"], sparsity, plan, config)
+def export_model(state: TrainState, frozen: FlatParams, sparsity: float, method: Method) -> dict[str, Any]:
+    """The deployable params of the original architecture at ``sparsity``, as host NumPy arrays.
+
+    For PST: each sparsified kernel is ``M * W~`` (pruned entries exactly zero), factors dropped.
+    """
+    check_sparsity(sparsity)
+    params = jax.jit(method.effective_params)(state.trainable, frozen, jnp.float32(sparsity))
+    return jax.tree.map(np.asarray, jax.device_get(params))

@@ -10,11 +10,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import traverse_util
 
 from pst_jax.config import PSTConfig
 from pst_jax.pst import check_sparsity, init_factors, mask, masked_kernel
-from pst_jax.rules import Plan, flatten, read_matrix, write_kernel
+from pst_jax.rules import Plan, flatten, read_matrix, unflatten, write_kernel
 from pst_jax.types import Array, Factors, Masks, Params
 
 
@@ -54,7 +53,7 @@ def merge(
     """
     flat = flatten(params)
     flat.update(sparse_kernels(flat, factors, sparsity, plan, config))
-    return traverse_util.unflatten_dict(flat, sep="/")
+    return unflatten(flat)
 
 
 def masks(

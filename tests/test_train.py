@@ -24,6 +24,7 @@ from pst_jax import (
     make_plan,
     make_train_step,
     masks,
+    methods,
     shard_batch,
 )
 from pst_jax.rules import flatten, read_matrix
@@ -32,10 +33,11 @@ from tests import tiny
 
 def setup(model, rules, loss_fn, lr=1e-2, steps=10, mesh=None, train_head=True, wrap=lambda f: f):
     plan = make_plan(model.params, rules)
+    method = methods.pst(plan, train_head=train_head)
     tx = make_optimizer(lr, steps)
     mesh = mesh or make_mesh(jax.devices()[:1])
-    state, frozen = init_train_state(jax.random.key(0), model.params, plan, tx, train_head=train_head, mesh=mesh)
-    step = jit_train_step(wrap(make_train_step(loss_fn, plan, tx)), mesh)
+    state, frozen = init_train_state(jax.random.key(0), model.params, method, tx, mesh=mesh)
+    step = jit_train_step(wrap(make_train_step(loss_fn, method, tx)), mesh)
     return plan, state, frozen, step, mesh
 
 
@@ -51,7 +53,7 @@ def test_sparsity_changes_without_retrace_and_is_exact(bert):
         params = {**frozen, **state.trainable["head"]}
         for name, m in all_masks(params, state.trainable["pst"], sparsity).items():
             assert int(np.sum(np.asarray(m) == 0)) == math.floor(sparsity * m.size), (name, sparsity)
-    exported = flatten(export_model(state, frozen, 0.9, plan))
+    exported = flatten(export_model(state, frozen, 0.9, methods.pst(plan)))
     for m in plan.matrices:
         assert np.sum(read_matrix(exported[m.path], m) == 0) == math.floor(0.9 * m.numel)
 
@@ -109,7 +111,7 @@ def train_losses(model, rules, loss_fn, make_batch, steps, lr, sparsity):
     schedule = cubic_sparsity(steps, sparsity, initial_warmup=0.1, final_warmup=0.3)
     rng = np.random.default_rng(0)
     eval_batch = shard_batch(make_batch(np.random.default_rng(123)), mesh)
-    evaluate = jit_eval_step(make_eval_step(loss_fn, plan))
+    evaluate = jit_eval_step(make_eval_step(loss_fn, methods.pst(plan)))
     before = float(evaluate(state.trainable, frozen, eval_batch, 0.0)[0])
     for t in range(steps):
         state, _ = step(state, frozen, shard_batch(make_batch(rng), mesh), schedule(t))
@@ -129,3 +131,16 @@ def test_encoders_learn_with_pst(request, name, rules):
 def test_gpt2_learns_with_pst(gpt2):
     before, after = train_losses(gpt2, GPT2_RULES, causal_lm_loss(gpt2), tiny.lm_batch, steps=40, lr=1e-2, sparsity=0.5)
     assert after < 0.5 * before, (before, after)
+
+
+def test_dense_method_trains_every_weight(bert):
+    method = methods.dense()
+    tx = make_optimizer(1e-3, 10)
+    mesh = make_mesh(jax.devices()[:1])
+    state, frozen = init_train_state(jax.random.key(0), bert.params, method, tx, mesh=mesh)
+    assert frozen == {} and set(state.trainable) == {"weights"}
+    step = jit_train_step(make_train_step(classification_loss(bert), method, tx), mesh)
+    state, _ = step(state, frozen, shard_batch(tiny.classification_batch(np.random.default_rng(0)), mesh), 0.0)
+    after = flatten(export_model(state, frozen, 0.0, method))
+    for path, before in flatten(bert.params).items():
+        assert not np.array_equal(after[path], before), f"{path} did not move"

@@ -1,0 +1,71 @@
+"""Fine-tuning methods as pluggable pairs: how to split the params, how to rebuild them each step.
+
+A :class:`Method` decides which part of a pretrained parameter tree is trained (``trainable``, a dict of
+named groups, each stepped by its own optimizer group) and which is ``frozen`` (a flat
+``{path: array}`` dict, never differentiated), and how the model's params are computed from both at
+a given sparsity. The training loop, schedule, sharding and export are shared by every method.
+"""
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from pst_jax.config import PSTConfig
+from pst_jax.rules import Plan, flatten, unflatten
+from pst_jax.tree import init_pst, merge
+from pst_jax.types import Array, FlatParams, Params
+
+Trainable = dict[str, Any]
+
+
+class Method(NamedTuple):
+    """A fine-tuning method.
+
+    Attributes:
+      name: e.g. ``"pst"``.
+      init: ``(key, params) -> (trainable, frozen)``; runs under ``jax.jit``.
+      effective_params: ``(trainable, frozen, sparsity) -> params`` of the original architecture;
+        differentiable in ``trainable``.
+      sparse: whether the method prunes (``sparsity`` is ignored otherwise).
+    """
+
+    name: str
+    init: Callable[[Array, Params], tuple[Trainable, FlatParams]]
+    effective_params: Callable[[Trainable, FlatParams, Array], dict[str, Any]]
+    sparse: bool
+
+
+def split_head(params: Params, plan: Plan, train_head: bool = True) -> tuple[FlatParams, FlatParams]:
+    """``(head, rest)`` flat dicts; with ``train_head=False`` the head stays in ``rest``."""
+    flat = flatten(params)
+    head_paths = set(plan.paths("head")) if train_head else set()
+    head = {p: v for p, v in flat.items() if p in head_paths}
+    rest = {p: v for p, v in flat.items() if p not in head_paths}
+    return head, rest
+
+
+def pst(plan: Plan, config: PSTConfig = PSTConfig(), train_head: bool = True) -> Method:
+    """PST (Li et al., IJCAI 2022): train the factors of each sparsified matrix, and the task head.
+
+    ``trainable = {"pst": factors, "head": head params}``; every pretrained weight is frozen.
+    """
+
+    def init(key: Array, params: Params):
+        head, frozen = split_head(params, plan, train_head)
+        return {"pst": init_pst(key, plan, config), "head": head}, frozen
+
+    def effective_params(trainable: Trainable, frozen: FlatParams, sparsity: Array):
+        return merge({**frozen, **trainable["head"]}, trainable["pst"], sparsity, plan, config)
+
+    return Method("pst", init, effective_params, sparse=True)
+
+
+def dense() -> Method:
+    """Plain full fine-tuning: every parameter trained, nothing pruned (``trainable = {"weights": ...}``)."""
+
+    def init(key: Array, params: Params):
+        return {"weights": flatten(params)}, {}
+
+    def effective_params(trainable: Trainable, frozen: FlatParams, sparsity: Array):
+        return unflatten({**frozen, **trainable["weights"]})
+
+    return Method("dense", init, effective_params, sparse=False)
