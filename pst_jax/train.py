@@ -123,11 +123,12 @@ def jit_eval_step(eval_step: Callable) -> Callable:
     return _with_float_sparsity(jax.jit(eval_step))
 
 
-def export_model(state: TrainState, frozen: FlatParams, sparsity: float, method: Method) -> dict[str, Any]:
+def export_model(trainable: dict[str, Any], frozen: FlatParams, sparsity: float, method: Method) -> dict[str, Any]:
     """The deployable params of the original architecture at ``sparsity``, as host NumPy arrays.
 
-    For PST: each sparsified kernel is ``M * W~`` (pruned entries exactly zero), factors dropped.
+    ``trainable`` is ``state.trainable`` (or a host copy of it). For PST each sparsified kernel is
+    ``M * W~`` (pruned entries exactly zero) and the factors are dropped.
     """
     check_sparsity(sparsity)
-    params = jax.jit(method.effective_params)(state.trainable, frozen, jnp.float32(sparsity))
+    params = jax.jit(method.effective_params)(trainable, frozen, jnp.float32(sparsity))
     return jax.tree.map(np.asarray, jax.device_get(params))

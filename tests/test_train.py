@@ -53,7 +53,7 @@ def test_sparsity_changes_without_retrace_and_is_exact(bert):
         params = {**frozen, **state.trainable["head"]}
         for name, m in all_masks(params, state.trainable["pst"], sparsity).items():
             assert int(np.sum(np.asarray(m) == 0)) == math.floor(sparsity * m.size), (name, sparsity)
-    exported = flatten(export_model(state, frozen, 0.9, methods.pst(plan)))
+    exported = flatten(export_model(state.trainable, frozen, 0.9, methods.pst(plan)))
     for m in plan.matrices:
         assert np.sum(read_matrix(exported[m.path], m) == 0) == math.floor(0.9 * m.numel)
 
@@ -141,6 +141,6 @@ def test_dense_method_trains_every_weight(bert):
     assert frozen == {} and set(state.trainable) == {"weights"}
     step = jit_train_step(make_train_step(classification_loss(bert), method, tx), mesh)
     state, _ = step(state, frozen, shard_batch(tiny.classification_batch(np.random.default_rng(0)), mesh), 0.0)
-    after = flatten(export_model(state, frozen, 0.0, method))
+    after = flatten(export_model(state.trainable, frozen, 0.0, method))
     for path, before in flatten(bert.params).items():
         assert not np.array_equal(after[path], before), f"{path} did not move"
