@@ -34,7 +34,7 @@ def parse_args(argv: list[str] | None = None) -> GlueConfig:
     p.add_argument("--batch_size", type=int, default=defaults.batch_size, help="global, across devices")
     p.add_argument("--eval_batch_size", type=int, default=defaults.eval_batch_size)
     p.add_argument("--max_length", type=int, help="default 128 (paper), 64 for the embedded default")
-    p.add_argument("--epochs", type=int, help="default 20 (10 for mnli, qqp), 2 for the embedded default")
+    p.add_argument("--epochs", type=int, help="default 20 (10 for mnli, qqp), 1 for the embedded default")
     p.add_argument("--max_steps", type=int, help="stop after this many steps (overrides --epochs)")
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--output_dir", default=None, help="default runs/glue-TASK-METHOD")

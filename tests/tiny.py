@@ -51,3 +51,22 @@ def lm_batch(rng: np.random.Generator, batch: int = 8, length: int = 16) -> dict
     start = rng.integers(0, 8, (batch, 1))
     ids = (8 + (start + np.arange(length)[None, :]) % 8).astype(np.int32)
     return {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+
+
+def save_bert_folder(path, texts, num_layers: int = 2) -> str:
+    """Saves a tiny BERT (no head) and a word-piece tokenizer whose vocabulary covers ``texts``.
+
+    Loads like a pretrained checkpoint: ``FlaxAutoModelForSequenceClassification.from_pretrained(path)``.
+    """
+    import re
+
+    from transformers import BertTokenizerFast, FlaxBertModel
+
+    words = sorted({w for text in texts for w in re.findall(r"\w+|[^\w\s]", text.lower())})
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    BertTokenizerFast(vocab_file=str(path / "vocab.txt"), do_lower_case=True).save_pretrained(path)
+    config = BertConfig(**{**_ENCODER, "vocab_size": len(vocab), "num_hidden_layers": num_layers})
+    FlaxBertModel(config, seed=0).save_pretrained(path)
+    return str(path)

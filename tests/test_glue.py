@@ -1,0 +1,154 @@
+"""experiments.glue end to end on tiny local models and fixtures: every task, errors, 1 vs 8 devices."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from experiments import glue as launcher
+from pst_jax.glue_data import load_glue_dir
+from pst_jax.glue_run import GlueConfig, check_export, run
+from pst_jax.glue_tasks import TASKS
+from tests import tiny
+
+FIXTURES = Path(__file__).parent / "fixtures" / "glue"
+NEVER = lambda: False  # noqa: E731 -- the model hub is never asked in tests
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    texts = []
+    for task in TASKS.values():
+        for split in load_glue_dir(task, str(FIXTURES)).values():
+            for key in task.text_keys:
+                texts.extend(split[key])
+    return tiny.save_bert_folder(tmp_path_factory.mktemp("tiny_bert"), texts)
+
+
+def smoke_config(task: str, model: str, out: Path, **overrides) -> GlueConfig:
+    settings = dict(
+        task=task,
+        model=model,
+        data_dir=str(FIXTURES),
+        max_steps=2,
+        batch_size=8,
+        eval_batch_size=8,
+        max_length=32,
+        learning_rate=1e-3,
+        output_dir=str(out),
+        num_devices=1,
+    )
+    return GlueConfig(**{**settings, **overrides})
+
+
+@pytest.mark.parametrize("task", list(TASKS))
+def test_two_step_run_on_every_task(task, tiny_model, tmp_path):
+    results = run(smoke_config(task, tiny_model, tmp_path), hub_ok=NEVER)
+    spec = TASKS[task]
+    for name in (
+        "config.json",
+        "metrics.jsonl",
+        "results.json",
+        "sparse_model/config.json",
+        "sparse_model/flax_model.msgpack",
+        "sparse_model/vocab.txt",
+    ):
+        assert (tmp_path / name).is_file(), name
+    assert json.loads((tmp_path / "results.json").read_text()) == results
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["learning_rate"] == 1e-3 and config["epochs"] == 20  # resolved, recorded
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert len(lines) == 1 and lines[0]["step"] == 2 and lines[0]["at_target_sparsity"]
+    assert results["steps"] == 2 and results["task"] == task and results["method"] == "pst"
+    for split in spec.eval_splits:  # mnli: matched and mismatched
+        metrics = results["best"][split]
+        assert set(metrics) == set(spec.metrics)
+        for name, value in metrics.items():
+            low = -100.0 if name in ("matthews_correlation", "pearson", "spearman") else 0.0
+            assert low <= value <= 100.0, (name, value)
+    assert set(results["majority_baseline"]) == set(spec.metrics)
+    assert abs(results["measured_sparsity"]["mean"] - 0.9) < 1e-3
+    p = results["parameters"]
+    assert 0 < p["trainable"] < p["total"] and p["trainable_fraction"] == p["trainable"] / p["total"]
+
+
+def test_export_reloads_and_reproduces_the_reported_metric(tiny_model, tmp_path):
+    run(smoke_config("mrpc", tiny_model, tmp_path, max_steps=4, sparsity=0.75), hub_ok=NEVER)
+    report = check_export(tmp_path, hub_ok=NEVER)
+    for split, metrics in report["metrics"].items():
+        for name, value in metrics.items():
+            assert abs(value - report["reported"][split][name]) <= 0.1, (split, name)
+    assert report["kernel_sparsity"]["min"] >= 0.75 - 1e-3 and report["kernel_sparsity"]["max"] <= 0.75 + 1e-3
+    assert all(abs(d) <= 1 for d in report["pruned_vs_target"].values())
+    assert report["max_zero_fraction_outside_sparsified_kernels"] < 0.01  # embeddings, pooler, head unpruned
+
+
+def test_dense_method_runs_and_prunes_nothing(tiny_model, tmp_path):
+    results = run(smoke_config("sst2", tiny_model, tmp_path, method="dense"), hub_ok=NEVER)
+    assert results["target_sparsity"] == 0.0 and results["measured_sparsity"]["max"] < 0.01
+    assert results["parameters"]["trainable"] == results["parameters"]["total"]
+
+
+def test_eight_devices_match_one(tiny_model, tmp_path):
+    one = run(smoke_config("sst2", tiny_model, tmp_path / "one", max_steps=3), hub_ok=NEVER)
+    eight = run(smoke_config("sst2", tiny_model, tmp_path / "eight", max_steps=3, num_devices=8), hub_ok=NEVER)
+    assert eight["devices"].startswith("8 x") and one["devices"].startswith("1 x")
+    assert eight["best"]["validation"] == pytest.approx(one["best"]["validation"], abs=1e-6)
+    np.testing.assert_allclose(eight["best"]["train_loss"], one["best"]["train_loss"], rtol=1e-5)
+
+
+def bad(argv, capsys, monkeypatch):
+    """Runs the launcher expecting a one-line error before any model is loaded."""
+    import transformers
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("a model was loaded before the input was checked")
+
+    monkeypatch.setattr(transformers.FlaxAutoModelForSequenceClassification, "from_pretrained", no_loading)
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", no_loading)
+    monkeypatch.setattr("pst_jax.glue_run.hub_reachable", NEVER)
+    assert launcher.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err, err
+    return err
+
+
+def test_unknown_task(capsys, monkeypatch):
+    assert "unknown task 'sst3'" in bad(["--task", "sst3"], capsys, monkeypatch)
+
+
+@pytest.mark.parametrize("value", ["1.0", "-0.1", "1.5"])
+def test_sparsity_outside_range(value, capsys, monkeypatch):
+    assert f"--sparsity must be in [0, 1), got {float(value)}" in bad(["--sparsity", value], capsys, monkeypatch)
+
+
+def test_missing_data_files(tmp_path, capsys, monkeypatch):
+    assert "does not exist" in bad(["--data_dir", str(tmp_path / "nowhere")], capsys, monkeypatch)
+    (tmp_path / "SST-2").mkdir()
+    err = bad(["--data_dir", str(tmp_path)], capsys, monkeypatch)
+    assert str(tmp_path / "SST-2" / "train.tsv") in err
+    err = bad(
+        ["--train_file", str(tmp_path / "t.csv"), "--validation_file", str(tmp_path / "v.csv")], capsys, monkeypatch
+    )
+    assert "t.csv does not exist" in err
+
+
+def test_data_missing_a_required_column(tmp_path, capsys, monkeypatch):
+    (tmp_path / "train.csv").write_text("text,label\nfine film,1\n")
+    (tmp_path / "dev.csv").write_text("sentence,label\ngood,1\n")
+    err = bad(
+        ["--train_file", str(tmp_path / "train.csv"), "--validation_file", str(tmp_path / "dev.csv")],
+        capsys,
+        monkeypatch,
+    )
+    assert "sentence" in err and "train.csv" in err
+
+
+def test_model_path_that_does_not_exist(tmp_path, capsys, monkeypatch):
+    err = bad(["--model", str(tmp_path / "no_model"), "--data_dir", str(FIXTURES)], capsys, monkeypatch)
+    assert "no_model does not exist" in err
+
+
+def test_other_task_without_hub_or_data(capsys, monkeypatch):
+    assert "--data_dir" in bad(["--task", "rte"], capsys, monkeypatch)
