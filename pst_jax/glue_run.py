@@ -167,10 +167,10 @@ def _hub_model_cached(model_id: str) -> bool:
     return isinstance(try_to_load_from_cache(model_id, "config.json"), str)
 
 
-def resolve_sources(cfg: GlueConfig, task: GlueTask, hub_ok: Callable[[], bool] = hub_reachable) -> Sources:
+def resolve_sources(cfg: GlueConfig, task: GlueTask, hub_ok: Callable[[], bool] | None = None) -> Sources:
     """The model and data a run uses. Data is loaded here (cheap) so its errors come before the model's."""
     try:
-        return _resolve_sources(cfg, task, hub_ok)
+        return _resolve_sources(cfg, task, hub_ok or hub_reachable)
     except InputError:
         raise
     except ValueError as error:  # the data loaders' one-line errors (missing file, column, label)
@@ -361,7 +361,7 @@ def fit(
     }
 
 
-def run(cfg: GlueConfig, hub_ok: Callable[[], bool] = hub_reachable) -> dict[str, Any]:
+def run(cfg: GlueConfig, hub_ok: Callable[[], bool] | None = None) -> dict[str, Any]:
     """The whole experiment; returns what it writes to ``results.json``."""
     task = check_config(cfg, cfg.num_devices or jax.local_device_count())
     sources = resolve_sources(cfg, task, hub_ok)
@@ -401,7 +401,7 @@ def run(cfg: GlueConfig, hub_ok: Callable[[], bool] = hub_reachable) -> dict[str
     return results
 
 
-def check_export(output_dir: str | Path, hub_ok: Callable[[], bool] = hub_reachable) -> dict[str, Any]:
+def check_export(output_dir: str | Path, hub_ok: Callable[[], bool] | None = None) -> dict[str, Any]:
     """Reloads ``output_dir/sparse_model`` with plain transformers and re-evaluates it on the run's dev data.
 
     Returns the re-computed metrics next to the ones ``results.json`` reports, and the measured
