@@ -26,12 +26,15 @@ class Method(NamedTuple):
       effective_params: ``(trainable, frozen, sparsity) -> params`` of the original architecture;
         differentiable in ``trainable``.
       sparse: whether the method prunes (``sparsity`` is ignored otherwise).
+      regularizer: optional ``(trainable, sparsity) -> scalar`` added to the task loss (e.g. soft
+        movement pruning's penalty on its scores); ``None`` for none.
     """
 
     name: str
     init: Callable[[Array, Params], tuple[Trainable, FlatParams]]
     effective_params: Callable[[Trainable, FlatParams, Array], dict[str, Any]]
     sparse: bool
+    regularizer: Callable[[Trainable, Array], Array] | None = None
 
 
 def split_head(params: Params, plan: Plan, train_head: bool = True) -> tuple[FlatParams, FlatParams]:

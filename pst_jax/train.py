@@ -73,16 +73,20 @@ def make_train_step(
     """The pure step ``(state, frozen, batch, sparsity) -> (state, metrics)``; jit it with :func:`jit_train_step`.
 
     The dropout key of step ``t`` is ``fold_in(state.dropout_rng, t)``: it does not depend on
-    how the batch is sharded, so 1 and 8 devices compute the same step.
+    how the batch is sharded, so 1 and 8 devices compute the same step. ``metrics["loss"]`` is the
+    task loss; the method's regularizer, if any, is added to what is differentiated.
     """
 
     def train_step(state: TrainState, frozen: FlatParams, batch: Batch, sparsity: Array):
         dropout_rng = jax.random.fold_in(state.dropout_rng, state.step)
 
         def objective(trainable):
-            return loss_fn(method.effective_params(trainable, frozen, sparsity), batch, dropout_rng)
+            loss, aux = loss_fn(method.effective_params(trainable, frozen, sparsity), batch, dropout_rng)
+            if method.regularizer is not None:
+                return loss + method.regularizer(trainable, sparsity), loss
+            return loss, loss
 
-        (loss, _), grads = jax.value_and_grad(objective, has_aux=True)(state.trainable)
+        (_, loss), grads = jax.value_and_grad(objective, has_aux=True)(state.trainable)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.trainable)
         trainable = optax.apply_updates(state.trainable, updates)
         metrics = {"loss": loss, "sparsity": sparsity, "grad_norm": optax.global_norm(grads)}
