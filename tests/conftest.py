@@ -8,8 +8,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
+import tempfile  # noqa: E402
+
 import jax  # noqa: E402
 import pytest  # noqa: E402
+
+# Many tests compile the same tiny programs (e.g. one GLUE run per task): a persistent compilation cache,
+# private to this session, compiles each once.
+jax.config.update("jax_compilation_cache_dir", tempfile.mkdtemp(prefix="pst_jax_xla_cache_"))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 from tests import tiny  # noqa: E402
 
