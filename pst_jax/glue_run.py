@@ -161,6 +161,24 @@ def embedded_model_path() -> str:
     return str(Path(spec.submodule_search_locations[0]) / "model")
 
 
+def load_glue_cached(task: GlueTask) -> Any | None:
+    """GLUE ``task`` from the local ``datasets`` cache, with the hub switched off (no waiting); None if absent."""
+    import datasets
+    import huggingface_hub
+
+    flags = [(datasets.config, "HF_HUB_OFFLINE"), (huggingface_hub.constants, "HF_HUB_OFFLINE")]
+    saved = [getattr(module, name) for module, name in flags]
+    for module, name in flags:
+        setattr(module, name, True)
+    try:
+        return load_glue_hub(task)
+    except (ConnectionError, FileNotFoundError):
+        return None
+    finally:
+        for (module, name), value in zip(flags, saved, strict=True):
+            setattr(module, name, value)
+
+
 def _hub_model_cached(model_id: str) -> bool:
     from huggingface_hub import try_to_load_from_cache
 
@@ -195,6 +213,8 @@ def _resolve_sources(cfg: GlueConfig, task: GlueTask, hub_ok: Callable[[], bool]
         data_name = f"{task.name} from {cfg.train_file} / {', '.join(cfg.validation_file)}"
     elif online_now():
         data, data_name = load_glue_hub(task), f"GLUE {task.name} (nyu-mll/glue)"
+    elif (cached := load_glue_cached(task)) is not None:
+        data, data_name = cached, f"GLUE {task.name} (nyu-mll/glue, from the local datasets cache)"
     elif task.name == "sst2":
         data, data_name = load_rotten_tomatoes(), EMBEDDED_DATA_NAME
         notes.append(f"data: {EMBEDDED_DATA_NAME}")

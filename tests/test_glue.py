@@ -154,3 +154,31 @@ def test_model_path_that_does_not_exist(tmp_path, capsys, monkeypatch):
 
 def test_other_task_without_hub_or_data(capsys, monkeypatch):
     assert "--data_dir" in bad(["--task", "rte"], capsys, monkeypatch)
+
+
+def test_glue_from_the_datasets_cache_when_the_hub_is_unreachable(monkeypatch):
+    import datasets
+    import huggingface_hub
+
+    from pst_jax import glue_run
+
+    seen = []
+
+    def fake_load(task):
+        seen.append((datasets.config.HF_HUB_OFFLINE, huggingface_hub.constants.HF_HUB_OFFLINE))
+        return load_glue_dir(task, str(FIXTURES))
+
+    monkeypatch.setattr(glue_run, "load_glue_hub", fake_load)
+    sources = glue_run.resolve_sources(GlueConfig(task="rte", model=str(FIXTURES)), TASKS["rte"], NEVER)
+    assert seen == [(True, True)]  # asked the cache with the hub switched off
+    assert "local datasets cache" in sources.data_name and sources.data["train"].num_rows == 5
+
+
+def test_nothing_cached_falls_back_quickly():
+    import time
+
+    from pst_jax.glue_run import load_glue_cached
+
+    start = time.perf_counter()
+    assert load_glue_cached(TASKS["rte"]) is None
+    assert time.perf_counter() - start < 20
