@@ -28,6 +28,10 @@ class Method(NamedTuple):
       sparse: whether the method prunes (``sparsity`` is ignored otherwise).
       regularizer: optional ``(trainable, sparsity) -> scalar`` added to the task loss (e.g. soft
         movement pruning's penalty on its scores); ``None`` for none.
+      apply_loss: optional ``(loss_fn, trainable, frozen, sparsity, batch, dropout_rng) -> (loss, aux)``
+        replacing ``loss_fn(effective_params(...), ...)`` in the train step, for methods whose training
+        forward differs from their merged weights (LoRA: ``x @ W0 + (x @ A) @ B``, no full weight
+        gradient). Evaluation and export always use ``effective_params``.
     """
 
     name: str
@@ -35,6 +39,7 @@ class Method(NamedTuple):
     effective_params: Callable[[Trainable, FlatParams, Array], dict[str, Any]]
     sparse: bool
     regularizer: Callable[[Trainable, Array], Array] | None = None
+    apply_loss: Callable[..., tuple[Array, Any]] | None = None
 
 
 def split_head(params: Params, plan: Plan, train_head: bool = True) -> tuple[FlatParams, FlatParams]:

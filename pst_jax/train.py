@@ -81,7 +81,10 @@ def make_train_step(
         dropout_rng = jax.random.fold_in(state.dropout_rng, state.step)
 
         def objective(trainable):
-            loss, aux = loss_fn(method.effective_params(trainable, frozen, sparsity), batch, dropout_rng)
+            if method.apply_loss is None:
+                loss, _ = loss_fn(method.effective_params(trainable, frozen, sparsity), batch, dropout_rng)
+            else:
+                loss, _ = method.apply_loss(loss_fn, trainable, frozen, sparsity, batch, dropout_rng)
             if method.regularizer is not None:
                 return loss + method.regularizer(trainable, sparsity), loss
             return loss, loss
