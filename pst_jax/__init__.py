@@ -1,6 +1,7 @@
 """pst_jax: Parameter-Efficient Sparsity (PST, Li et al., IJCAI 2022) for Flax models, in JAX."""
 
-from pst_jax import methods
+from pst_jax import baselines, methods
+from pst_jax.baselines import lora_apply_loss, lora_interceptor, trainable_parameters
 from pst_jax.config import PSTConfig
 from pst_jax.count import ParamCount, count_parameters, param_shapes
 from pst_jax.losses import causal_lm_loss, classification_loss
@@ -47,6 +48,7 @@ __all__ = [
     "RuleSet",
     "TrainState",
     "adapted_kernel",
+    "baselines",
     "causal_lm_loss",
     "classification_loss",
     "count_parameters",
@@ -65,6 +67,8 @@ __all__ = [
     "keep_mask",
     "kernel_sparsity",
     "learning_rate_schedule",
+    "lora_apply_loss",
+    "lora_interceptor",
     "make_eval_step",
     "make_mesh",
     "make_optimizer",
@@ -82,4 +86,5 @@ __all__ = [
     "rules_for",
     "shard_batch",
     "topk_mask",
+    "trainable_parameters",
 ]

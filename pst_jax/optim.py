@@ -1,7 +1,8 @@
 """The optimizer: AdamW with linear decay on the trainable groups, ``set_to_zero`` for frozen ones.
 
 The trainable tree of a run is a dict of groups (PST: ``{"pst": factors, "head": {path: array}}``;
-dense fine-tuning: ``{"weights": ...}``; see :mod:`pst_jax.methods`): only it is differentiated, so
+dense fine-tuning: ``{"weights": ...}``; movement pruning adds ``"scores"``, LoRA trains ``"lora"``; see
+:mod:`pst_jax.methods` and :mod:`pst_jax.baselines`): only it is differentiated, so
 frozen weights get neither gradient buffers nor optimizer state. :func:`param_labels` labels each
 leaf by its top-level group; an unknown group is labelled ``"frozen"`` and zeroed, so a leaf handed
 to the optimizer by mistake cannot move.
@@ -13,7 +14,7 @@ from typing import Any
 import jax
 import optax
 
-GROUPS = ("pst", "head", "weights")
+GROUPS = ("pst", "head", "weights", "scores", "lora")
 
 
 def learning_rate_schedule(learning_rate: float, total_steps: int, warmup_steps: int = 0) -> optax.Schedule:
@@ -52,6 +53,7 @@ def make_optimizer(
     b1: float = 0.9,
     b2: float = 0.999,
     eps: float = 1e-8,
+    scores_learning_rate: float | None = None,
 ) -> optax.GradientTransformation:
     """AdamW (weight decay 0 by default, as in the paper) with linear decay, partitioned by group.
 
@@ -62,21 +64,26 @@ def make_optimizer(
       weight_decay: decoupled weight decay.
       head_learning_rate: peak learning rate of the task head; defaults to ``learning_rate``.
       b1, b2, eps: Adam's constants (PyTorch's AdamW defaults).
+      scores_learning_rate: peak learning rate of movement pruning's scores; defaults to
+        ``learning_rate`` (the movement-pruning reference uses 1e-2). Scores get no weight decay, as in
+        the reference (its scores group sets no ``weight_decay``, and its AdamW's default is 0).
 
     Example:
       >>> tx = make_optimizer(3e-5, total_steps=1000)
       >>> state = tx.init({"pst": {"m": {"U": jnp.zeros((2, 1))}}, "head": {}})  # doctest: +SKIP
     """
 
-    def adamw(lr: float) -> optax.GradientTransformation:
+    def adamw(lr: float, decay: float = weight_decay) -> optax.GradientTransformation:
         schedule = learning_rate_schedule(lr, total_steps, warmup_steps)
-        return optax.adamw(schedule, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay)
+        return optax.adamw(schedule, b1=b1, b2=b2, eps=eps, weight_decay=decay)
 
     return optax.partition(
         {
             "pst": adamw(learning_rate),
             "weights": adamw(learning_rate),
             "head": adamw(learning_rate if head_learning_rate is None else head_learning_rate),
+            "scores": adamw(learning_rate if scores_learning_rate is None else scores_learning_rate, decay=0.0),
+            "lora": adamw(learning_rate),
             "frozen": optax.set_to_zero(),
         },
         param_labels,
