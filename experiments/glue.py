@@ -41,30 +41,11 @@ def parse_args(argv: list[str] | None = None) -> GlueConfig:
     p.add_argument("--data_dir", help="folder in the original GLUE layout (SST-2/train.tsv, SST-2/dev.tsv, ...)")
     p.add_argument("--train_file", help="CSV, TSV or JSON lines with the Hugging Face glue column names")
     p.add_argument("--validation_file", nargs="+", help="one file, or two for mnli (matched, mismatched)")
-    a = p.parse_args(argv)
-    return GlueConfig(
-        task=a.task,
-        model=a.model,
-        method=a.method,
-        sparsity=a.sparsity,
-        initial_sparsity=a.initial_sparsity,
-        initial_warmup=a.initial_warmup,
-        final_warmup=a.final_warmup,
-        weight_rank=a.weight_rank,
-        mask_rank=a.mask_rank,
-        train_head=not a.freeze_head,
-        learning_rate=a.learning_rate,
-        batch_size=a.batch_size,
-        eval_batch_size=a.eval_batch_size,
-        max_length=a.max_length,
-        epochs=a.epochs,
-        max_steps=a.max_steps,
-        seed=a.seed,
-        output_dir=a.output_dir or f"runs/glue-{a.task}-{a.method}",
-        data_dir=a.data_dir,
-        train_file=a.train_file,
-        validation_file=a.validation_file,
-    )
+    p.add_argument("--num_devices", type=int, help="use the first N local devices (default all)")
+    args = vars(p.parse_args(argv))  # every flag is named after its GlueConfig field
+    args["train_head"] = not args.pop("freeze_head")
+    args["output_dir"] = args["output_dir"] or f"runs/glue-{args['task']}-{args['method']}"
+    return GlueConfig(**args)
 
 
 def main(argv: list[str] | None = None) -> int:

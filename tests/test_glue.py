@@ -182,3 +182,25 @@ def test_nothing_cached_falls_back_quickly():
     start = time.perf_counter()
     assert load_glue_cached(TASKS["rte"]) is None
     assert time.perf_counter() - start < 20
+
+
+def test_flags_map_onto_the_config():
+    config = launcher.parse_args(
+        [
+            "--task",
+            "mnli",
+            "--freeze_head",
+            "--validation_file",
+            "m.tsv",
+            "mm.tsv",
+            "--num_devices",
+            "2",
+            "--sparsity",
+            "0.5",
+            "--learning_rate",
+            "1e-4",
+        ]
+    )
+    assert config.task == "mnli" and config.train_head is False and config.num_devices == 2
+    assert config.validation_file == ["m.tsv", "mm.tsv"] and config.sparsity == 0.5 and config.learning_rate == 1e-4
+    assert config.output_dir == "runs/glue-mnli-pst" and config.epochs is None  # recipe fills it later
