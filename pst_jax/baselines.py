@@ -34,8 +34,9 @@ from pst_jax.config import PSTConfig
 from pst_jax.losses import LossFn
 from pst_jax.methods import Method, Trainable, split_head
 from pst_jax.pst import check_sparsity, num_factor_params
-from pst_jax.rules import Matrix, Plan, flatten, read_matrix, unflatten, write_kernel
+from pst_jax.rules import Matrix, Plan, flatten, unflatten
 from pst_jax.topk import keep_mask, kth_smallest_key, sortable_keys, topk_mask
+from pst_jax.tree import map_matrices
 from pst_jax.types import Array, Batch, FlatParams, Params
 
 #: The reference's soft-movement floor: at least ``int(0.005 * numel) + 1`` weights of a matrix are kept.
@@ -61,11 +62,7 @@ def _split_weights(params: Params, freeze: str | None) -> tuple[FlatParams, Flat
 
 def _masked_kernels(flat: FlatParams, plan: Plan, mask_fn: MaskFn) -> dict[str, Array]:
     """Every sparsified kernel with each of its matrices ``W`` replaced by ``mask_fn(m, W) * W``."""
-    out = {}
-    for path, ms in plan.by_kernel().items():
-        blocks = (read_matrix(flat[path], m) for m in ms)
-        out[path] = write_kernel((mask_fn(m, w) * w for m, w in zip(ms, blocks, strict=True)), ms[0].layout)
-    return out
+    return map_matrices(flat, plan, lambda m, w: mask_fn(m, w) * w)
 
 
 def _zero_scores(plan: Plan) -> dict[str, Array]:
@@ -419,13 +416,10 @@ def lora(plan: Plan, rank: int = 8, alpha: float | None = None, train_head: bool
     def effective_params(trainable: Trainable, frozen: FlatParams, sparsity: Array):
         flat = {**frozen, **trainable["head"]}
         factors = trainable["lora"]
-        for path, ms in plan.by_kernel().items():
-            kernel = flat[path]
-            update = [(scale * factors[m.name]["A"] @ factors[m.name]["B"]).astype(kernel.dtype) for m in ms]
-            flat[path] = write_kernel(
-                [read_matrix(kernel, m) + u for m, u in zip(ms, update, strict=True)], ms[0].layout
-            )
-        return unflatten(flat)
+        merged = map_matrices(
+            flat, plan, lambda m, w: w + (scale * factors[m.name]["A"] @ factors[m.name]["B"]).astype(w.dtype)
+        )
+        return unflatten({**flat, **merged})
 
     return Method("lora", init, effective_params, sparse=False, apply_loss=lora_apply_loss(plan, scale))
 

@@ -5,6 +5,7 @@ model and the factors keyed by matrix name, and return ordinary parameter trees 
 ``module.apply`` / ``model(..., params=...)``.
 """
 
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -13,7 +14,7 @@ import numpy as np
 
 from pst_jax.config import PSTConfig
 from pst_jax.pst import check_sparsity, init_factors, mask, masked_kernel
-from pst_jax.rules import Plan, flatten, read_matrix, unflatten, write_kernel
+from pst_jax.rules import Matrix, Plan, flatten, read_matrix, unflatten, write_kernel
 from pst_jax.types import Array, Factors, Masks, Params
 
 
@@ -29,18 +30,24 @@ def init_pst(key: Array, plan: Plan, config: PSTConfig = PSTConfig(), dtype=jnp.
     return {m.name: init_factors(k, m.d_in, m.d_out, config, dtype) for k, m in zip(keys, plan.matrices, strict=False)}
 
 
+def map_matrices(params: Params, plan: Plan, fn: Callable[[Matrix, Array], Array]) -> dict[str, Array]:
+    """Every sparsified kernel with each of its ``(d_in, d_out)`` matrices ``w`` replaced by ``fn(m, w)``.
+
+    The one place that reads matrices out of stored kernels and writes them back (layouts, fused parts);
+    PST and the baselines only say what happens to one matrix.
+    """
+    flat = flatten(params)
+    return {
+        path: write_kernel((fn(m, read_matrix(flat[path], m)) for m in ms), ms[0].layout)
+        for path, ms in plan.by_kernel().items()
+    }
+
+
 def sparse_kernels(
     params: Params, factors: Factors, sparsity: Array | float, plan: Plan, config: PSTConfig = PSTConfig()
 ) -> dict[str, Array]:
     """The masked adapted kernel of every sparsified path, in its stored layout."""
-    flat = flatten(params)
-    return {
-        path: write_kernel(
-            (masked_kernel(read_matrix(flat[path], m), factors[m.name], sparsity, config) for m in ms),
-            ms[0].layout,
-        )
-        for path, ms in plan.by_kernel().items()
-    }
+    return map_matrices(params, plan, lambda m, w: masked_kernel(w, factors[m.name], sparsity, config))
 
 
 def merge(
