@@ -1,9 +1,10 @@
 """pst_jax: Parameter-Efficient Sparsity (PST, Li et al., IJCAI 2022) for Flax models, in JAX."""
 
-from pst_jax import baselines, methods
-from pst_jax.baselines import lora_apply_loss, lora_interceptor, trainable_parameters
+from pst_jax import baselines, lora, methods, pruning
+from pst_jax.baselines import METHOD_NAMES, make_method, trainable_parameters
 from pst_jax.config import PSTConfig
 from pst_jax.count import ParamCount, count_parameters, param_shapes
+from pst_jax.lora import lora_apply_loss, lora_interceptor
 from pst_jax.losses import causal_lm_loss, classification_loss
 from pst_jax.methods import Method
 from pst_jax.optim import learning_rate_schedule, make_optimizer, param_labels
@@ -38,6 +39,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BERT_RULES",
+    "METHOD_NAMES",
     "GPT2_RULES",
     "ROBERTA_RULES",
     "Matrix",
@@ -55,6 +57,8 @@ __all__ = [
     "cubic_sparsity",
     "Method",
     "methods",
+    "lora",
+    "pruning",
     "export",
     "export_model",
     "factor_shapes",
@@ -71,6 +75,7 @@ __all__ = [
     "lora_interceptor",
     "make_eval_step",
     "make_mesh",
+    "make_method",
     "make_optimizer",
     "make_plan",
     "make_train_step",

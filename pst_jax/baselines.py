@@ -1,432 +1,85 @@
-"""The baselines PST is compared against, as :class:`~pst_jax.methods.Method` factories.
+"""Every fine-tuning method by name: build it (:func:`make_method`) and count what it trains.
 
-Every baseline shares PST's training loop, schedule, sharding and export, and sparsifies the same
-matrices (those of the :class:`~pst_jax.rules.Plan`), each on its own (no global ranking):
+========================  =========================================================================
+``pst``                   PST (Li et al., IJCAI 2022), :func:`pst_jax.methods.pst`
+``dense``                 full fine-tuning, :func:`pst_jax.methods.dense`
+``magnitude``             magnitude pruning (MaP), :func:`pst_jax.pruning.magnitude`
+``movement``              movement pruning (MvP), :func:`pst_jax.pruning.movement`
+``soft_movement``         soft movement pruning, :func:`pst_jax.pruning.soft_movement`
+``lora``                  LoRA (dense, low rank), :func:`pst_jax.lora.lora`
+========================  =========================================================================
 
-* :func:`magnitude`: magnitude pruning (MaP), mask = top-k of ``|W|``, all weights trained;
-* :func:`movement`: movement pruning (MvP), one trainable score per weight, straight-through top-k;
-* :func:`soft_movement`: soft movement pruning, ``sigmoid(scores) > tau`` plus an L1 penalty on the
-  scores: the sparsity it reaches is driven by the penalty, not exact;
-* :func:`lora`: LoRA, a dense low-rank update of the frozen weights (nothing pruned).
-
-The pruning baselines follow Hugging Face's reference code of the movement-pruning paper
-(``examples/research_projects/movement-pruning``: ``masked_run_glue.py``, ``emmental``); where the
-port differs from it, the factory's docstring says so. :func:`trainable_parameters` counts what each
-method trains, from shapes only.
-
-Layouts: every mask and score is a ``(d_in, d_out)`` matrix read with
-:func:`~pst_jax.rules.read_matrix`, so GPT-2's ``(d_out, d_in)`` kernels and its fused ``c_attn``
-(three matrices, three masks) are handled as in PST.
+A new method is a :class:`~pst_jax.methods.Method` (its ``init`` and ``effective_params``); a new
+importance criterion for the pruning baselines is one ``(scores, sparsity) -> mask`` function (see
+:func:`pst_jax.pruning.movement`). The training loop is shared.
 """
 
-import functools
 import math
-import re
-from collections.abc import Callable, Mapping
-from typing import Any
 
-import flax.linen as nn
-import jax
-import jax.numpy as jnp
-from jax import lax
-
+from pst_jax import methods
 from pst_jax.config import PSTConfig
-from pst_jax.losses import LossFn
-from pst_jax.methods import Method, Trainable, split_head
-from pst_jax.pst import check_sparsity, num_factor_params
-from pst_jax.rules import Matrix, Plan, flatten, unflatten
-from pst_jax.topk import keep_mask, kth_smallest_key, sortable_keys, topk_mask
-from pst_jax.tree import map_matrices
-from pst_jax.types import Array, Batch, FlatParams, Params
+from pst_jax.lora import lora, lora_apply_loss, lora_interceptor, lora_scale  # noqa: F401 (re-exported)
+from pst_jax.methods import Method
+from pst_jax.pruning import (  # noqa: F401 (re-exported)
+    REFERENCE_FROZEN,
+    magnitude,
+    movement,
+    soft_movement,
+    soft_threshold,
+    split_weights,
+    threshold_mask,
+)
+from pst_jax.pst import num_factor_params
+from pst_jax.rules import Plan, flatten
+from pst_jax.types import Params
 
-#: The reference's soft-movement floor: at least ``int(0.005 * numel) + 1`` weights of a matrix are kept.
-REFERENCE_MIN_KEEP = 0.005
-#: Paths the reference movement-pruning code keeps frozen (``MaskedBertModel`` freezes its embeddings);
-#: pass it as ``freeze=`` to the pruning baselines to reproduce that (BERT / RoBERTa).
-REFERENCE_FROZEN = r"(^|/)embeddings/"
-
-MaskFn = Callable[[Matrix, Array], Array]
-
-
-# --- shared helpers ------------------------------------------------------------------------------------------------
-
-
-def _split_weights(params: Params, freeze: str | None) -> tuple[FlatParams, FlatParams]:
-    """``(trained, frozen)`` flat dicts: paths matching the ``freeze`` regex (if any) are frozen."""
-    flat = flatten(params)
-    if freeze is None:
-        return flat, {}
-    regex = re.compile(freeze)
-    return {p: v for p, v in flat.items() if not regex.search(p)}, {p: v for p, v in flat.items() if regex.search(p)}
+METHOD_NAMES = ("pst", "dense", "magnitude", "movement", "soft_movement", "lora")
+#: Methods that prune (their exported kernels have the target sparsity).
+SPARSE_METHODS = ("pst", "magnitude", "movement", "soft_movement")
 
 
-def _masked_kernels(flat: FlatParams, plan: Plan, mask_fn: MaskFn) -> dict[str, Array]:
-    """Every sparsified kernel with each of its matrices ``W`` replaced by ``mask_fn(m, W) * W``."""
-    return map_matrices(flat, plan, lambda m, w: mask_fn(m, w) * w)
-
-
-def _zero_scores(plan: Plan) -> dict[str, Array]:
-    # The reference's default `mask_init="constant", mask_scale=0.0`.
-    return {m.name: jnp.zeros((m.d_in, m.d_out), jnp.float32) for m in plan.matrices}
-
-
-def _scores_method(
+def make_method(
     name: str,
     plan: Plan,
-    freeze: str | None,
-    score_mask: Callable[[Array, Array], Array],
-    regularizer: Callable[[Trainable, Array], Array] | None = None,
-) -> Method:
-    """A method training the weights and one score per planned weight; ``M = score_mask(scores, sparsity)``."""
-
-    def init(key: Array, params: Params):
-        weights, frozen = _split_weights(params, freeze)
-        return {"weights": weights, "scores": _zero_scores(plan)}, frozen
-
-    def effective_params(trainable: Trainable, frozen: FlatParams, sparsity: Array):
-        check_sparsity(sparsity)
-        sparsity = jnp.asarray(sparsity, jnp.float32)
-        scores = trainable["scores"]
-        flat = {**frozen, **trainable["weights"]}
-        flat.update(_masked_kernels(flat, plan, lambda m, w: score_mask(scores[m.name], sparsity).astype(w.dtype)))
-        return unflatten(flat)
-
-    return Method(name, init, effective_params, sparse=True, regularizer=regularizer)
-
-
-# --- magnitude pruning -----------------------------------------------------------------------------------------------
-
-
-def magnitude(plan: Plan, freeze: str | None = None) -> Method:
-    """Magnitude pruning (MaP; Han et al., NeurIPS 2015), the movement-pruning paper's baseline.
-
-    All weights are trained (``trainable = {"weights": flat params}``; paths matching the ``freeze``
-    regex stay in ``frozen``). Each sparsified matrix is masked by the top-k of ``|W|`` of the *current*
-    weights, recomputed every step, pruning exactly ``floor(s * numel)`` entries. The mask carries no
-    gradient (the reference's ``MagnitudeBinarizer`` overwrites every entry with a constant), so
-    ``dL/dW = G * M`` with ``G = dL/d(M * W)``: a pruned weight gets no gradient (Adam's momentum
-    may still move it, so it can come back).
-
-    Example:
-      >>> method = magnitude(make_plan(model.params, BERT_RULES))  # doctest: +SKIP
-    """
-
-    def mask_fn(sparsity: Array) -> MaskFn:
-        return lambda m, w: keep_mask(jnp.abs(lax.stop_gradient(w)), sparsity).astype(w.dtype)
-
-    def init(key: Array, params: Params):
-        weights, frozen = _split_weights(params, freeze)
-        return {"weights": weights}, frozen
-
-    def effective_params(trainable: Trainable, frozen: FlatParams, sparsity: Array):
-        check_sparsity(sparsity)
-        flat = {**frozen, **trainable["weights"]}
-        flat.update(_masked_kernels(flat, plan, mask_fn(jnp.asarray(sparsity, jnp.float32))))
-        return unflatten(flat)
-
-    return Method("magnitude", init, effective_params, sparse=True)
-
-
-# --- movement pruning ------------------------------------------------------------------------------------------------
-
-
-def movement(plan: Plan, freeze: str | None = None) -> Method:
-    """Movement pruning (MvP; Sanh, Wolf & Rush, "Movement Pruning", NeurIPS 2020).
-
-    ``trainable = {"weights": flat params, "scores": {matrix name: (d_in, d_out)}}``. The mask is the
-    straight-through top-k of the scores (exactly ``floor(s * numel)`` pruned per matrix) and the
-    effective kernel is ``M * W``: ``dL/dW = G * M`` and ``dL/dScores = G * W``, so under gradient
-    descent the scores accumulate ``-W * dL/dW`` (weights moving away from zero gain importance).
-
-    Scores start at zero, the reference's default (``mask_init="constant"``, ``mask_scale=0.0``). All
-    scores then tie, which is harmless with the paper's schedule: the sparsity is 0 during the dense
-    warm-up (the reference's ``initial_threshold=1.0``, keep everything), and by the first pruning step
-    the scores have accumulated ``-W * G`` and no longer tie. If pruning starts at step 0, the exact
-    top-k prunes tied scores lowest flat index first (row-major over ``(d_in, d_out)``); the reference's
-    ``torch.sort(descending=True)`` gives no order guarantee for ties. Two more small differences from the
-    reference's ``TopKBinarizer``: it keeps ``int((1 - s) * numel)`` (so prunes up to one more entry
-    than ``floor(s * numel)``), and it gives the scores their own learning rate (``1e-2`` in its
-    commands): use :func:`~pst_jax.optim.make_optimizer`'s ``scores_learning_rate``.
-
-    The reference freezes the embeddings (``freeze=REFERENCE_FROZEN``); by default every weight is
-    trained, as the PST paper counts movement pruning's trainable parameters.
-
-    Example:
-      >>> method = movement(make_plan(model.params, BERT_RULES))  # doctest: +SKIP
-    """
-    return _scores_method("movement", plan, freeze, topk_mask)
-
-
-# --- soft movement pruning -------------------------------------------------------------------------------------------
-
-
-def _threshold_keep(scores: Array, threshold: Array, min_keep: float | None) -> Array:
-    """``sigmoid(scores) > threshold``; the top ``int(min_keep * numel) + 1`` scores if fewer survive."""
-    keep = jax.nn.sigmoid(scores) > threshold
-    if min_keep is None:
-        return keep
-    n = scores.size
-    n_min = int(min_keep * n) + 1
-
-    def floor_keep(_):
-        # As the reference: threshold at the (n - n_min)-th smallest score (1-based), keep what is strictly above.
-        keys = sortable_keys(scores).ravel()
-        kth, _, _ = kth_smallest_key(keys, jnp.int32(max(n - n_min, 1)))
-        return (keys > kth).reshape(scores.shape)
-
-    return lax.cond(jnp.sum(keep, dtype=jnp.int32) < n_min, floor_keep, lambda _: keep, None)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def threshold_mask(scores: Array, threshold: Array, min_keep: float | None = REFERENCE_MIN_KEEP) -> Array:
-    """0/1 mask ``sigmoid(scores) > threshold`` (scores' dtype) with a straight-through gradient.
-
-    The reference's ``ThresholdBinarizer(sigmoid=True)``: the mask's cotangent reaches ``scores``
-    unchanged (not through the sigmoid). If fewer than ``int(min_keep * numel) + 1`` entries survive,
-    those with the highest scores are kept instead (the reference's 0.5% floor; ``None`` disables it).
-
-    Example:
-      >>> threshold_mask(jnp.array([-3.0, 0.0, 3.0]), jnp.float32(0.1)).tolist()
-      [0.0, 1.0, 1.0]
-    """
-    return _threshold_keep(scores, threshold, min_keep).astype(scores.dtype)
-
-
-def _threshold_mask_fwd(scores, threshold, min_keep):
-    return threshold_mask(scores, threshold, min_keep), jnp.zeros_like(threshold)
-
-
-def _threshold_mask_bwd(min_keep, zero_threshold, g):
-    return g, zero_threshold
-
-
-threshold_mask.defvjp(_threshold_mask_fwd, _threshold_mask_bwd)
-
-
-def soft_threshold(
-    sparsity: Array | float, final_sparsity: float, final_threshold: float = 0.1, initial_threshold: float = 0.0
-) -> Array:
-    """The reference's threshold ``tau`` at the point of the schedule where the sparsity is ``sparsity``.
-
-    The reference moves ``tau`` from ``initial_threshold`` to ``final_threshold`` along the same cubic
-    schedule as our sparsity (``0`` to ``final_sparsity``), so ``tau`` is affine in it:
-    ``tau = final + (initial - final) * (1 - sparsity / final_sparsity)``; with the default
-    ``initial_threshold=0``, ``tau = final_threshold * sparsity / final_sparsity``.
-
-    Example:
-      >>> round(float(soft_threshold(0.45, final_sparsity=0.9, final_threshold=0.1)), 6)
-      0.05
-    """
-    remaining = 1.0 - jnp.asarray(sparsity, jnp.float32) / final_sparsity
-    return final_threshold + (initial_threshold - final_threshold) * remaining
-
-
-def soft_movement(
-    plan: Plan,
-    final_sparsity: float,
-    final_threshold: float = 0.1,
-    final_lambda: float = 400.0,
-    initial_threshold: float = 0.0,
-    min_keep: float | None = REFERENCE_MIN_KEEP,
+    *,
+    config: PSTConfig = PSTConfig(),
+    train_head: bool = True,
+    lora_rank: int = 8,
+    lora_alpha: float | None = None,
+    final_sparsity: float | None = None,
     freeze: str | None = None,
 ) -> Method:
-    """Soft movement pruning (Sanh, Wolf & Rush, "Movement Pruning", NeurIPS 2020).
-
-    Trainable tree as :func:`movement` (scores start at zero). The mask of a matrix is
-    ``sigmoid(scores) > tau`` (the reference's ``pruning_method="sigmoied_threshold"``, i.e.
-    ``scores > logit(tau)``) with a straight-through gradient (``dScores = G * W``), and the method's
-    regularizer is the reference's ``"l1"`` penalty ``lambda * mean_m(mean(sigmoid(scores_m)))`` (the
-    mean over matrices of each matrix's mean). The sparsity reached is whatever the penalty drives
-    the scores to, not exact; see :func:`threshold_mask` for the reference's 0.5% floor.
-
-    Mapping of the ``sparsity`` argument (the project's cubic schedule, from 0 to ``final_sparsity``)
-    to the reference's ``schedule_threshold``, which moves ``tau`` from ``initial_threshold`` to
-    ``final_threshold`` along the same cubic curve and sets ``lambda = final_lambda * tau /
-    final_threshold``: ``tau`` is :func:`soft_threshold` of the sparsity, and ``lambda`` follows from it.
-    With the defaults (the reference's soft-movement command: ``initial_threshold 0``,
-    ``final_threshold 0.1``, ``final_lambda 400``) both ramp linearly with the sparsity, from 0 at
-    sparsity 0 (everything kept, no penalty) to their final values at ``final_sparsity``. Pass the
-    ``final_sparsity`` of the schedule that drives training (its ``initial`` must be 0), and export at
-    ``final_sparsity`` to apply the final threshold.
-
-    Example:
-      >>> method = soft_movement(make_plan(model.params, BERT_RULES), final_sparsity=0.9)  # doctest: +SKIP
-    """
-    if not 0.0 < final_sparsity < 1.0:
-        raise ValueError(f"final_sparsity must be in (0, 1), got {final_sparsity}")
-    if final_threshold <= 0.0:
-        raise ValueError(f"final_threshold must be > 0, got {final_threshold}")
-
-    def tau(sparsity: Array) -> Array:
-        return soft_threshold(sparsity, final_sparsity, final_threshold, initial_threshold)
-
-    def score_mask(scores: Array, sparsity: Array) -> Array:
-        return threshold_mask(scores, tau(sparsity), min_keep)
-
-    def regularizer(trainable: Trainable, sparsity: Array) -> Array:
-        regu_lambda = final_lambda * tau(sparsity) / final_threshold
-        per_matrix = [jnp.mean(jax.nn.sigmoid(s)) for s in trainable["scores"].values()]
-        return regu_lambda * jnp.mean(jnp.stack(per_matrix))
-
-    return _scores_method("soft_movement", plan, freeze, score_mask, regularizer)
-
-
-# --- LoRA -------------------------------------------------------------------------------------------------------------
-
-
-def lora_scale(rank: int, alpha: float | None = None) -> float:
-    """LoRA's ``alpha / rank``; ``alpha`` defaults to ``rank`` (scale 1).
-
-    Example:
-      >>> lora_scale(8), lora_scale(8, 16)
-      (1.0, 2.0)
-    """
-    if rank < 1:
-        raise ValueError(f"rank must be >= 1, got {rank}")
-    return float(rank if alpha is None else alpha) / rank
-
-
-def init_lora_factors(key: Array, d_in: int, d_out: int, rank: int, dtype=jnp.float32) -> dict[str, Array]:
-    """LoRA's init for a ``(d_in, d_out)`` matrix: ``A (d_in, r)`` Kaiming-uniform, ``B (r, d_out)`` zeros.
-
-    As ``loralib``'s ``Linear``: ``kaiming_uniform_(lora_A, a=sqrt(5))`` on its ``(r, d_in)`` matrix,
-    i.e. uniform in ``[-1/sqrt(d_in), 1/sqrt(d_in)]``; ``B = 0`` makes step 0 the pretrained model.
-
-    Example:
-      >>> f = init_lora_factors(jax.random.key(0), 4, 6, 2)
-      >>> f["A"].shape, f["B"].shape, float(abs(f["B"]).sum())
-      ((4, 2), (2, 6), 0.0)
-    """
-    bound = 1.0 / math.sqrt(d_in)
-    return {
-        "A": jax.random.uniform(key, (d_in, rank), dtype, -bound, bound),
-        "B": jnp.zeros((rank, d_out), dtype),
-    }
-
-
-def _lora_modules(plan: Plan) -> dict[str, tuple[Matrix, ...]]:
-    """Matrices of each sparsified kernel, keyed by the path of the module that owns it (``.../query``)."""
-    out = {}
-    for path, ms in plan.by_kernel().items():
-        module, _, leaf = path.rpartition("/")
-        if leaf != "kernel":
-            raise ValueError(f"LoRA needs kernels named '<module>/kernel', got {path!r}")
-        out[module] = ms
-    return out
-
-
-def lora_interceptor(
-    plan: Plan, factors: Mapping[str, Mapping[str, Array]], scale: float, seen: set[str] | None = None
-) -> Callable[..., Any]:
-    """A ``flax.linen.intercept_methods`` interceptor adding LoRA's update to every planned linear layer.
-
-    The layer's own output ``y = x @ W0 + b`` is computed by the module, then
-    ``scale * (x @ A) @ B`` is added, without ever forming ``W0 + A @ B``: the backward pass computes
-    ``dA, dB`` from ``(d_in, r)`` and ``(r, d_out)`` products only, and no gradient of a full weight.
-    Modules are matched by ``"/".join(context.module.path)`` (e.g.
-    ``bert/encoder/layer/0/attention/self/query``), the kernel's param path without ``/kernel``.
-    A fused kernel (GPT-2's ``c_attn``, output ``[q | k | v]``) gets each part's update on its slice.
+    """The method called ``name``, over the matrices of ``plan``.
 
     Args:
-      plan: which layers (and, for fused ones, which parts) are adapted.
-      factors: ``{matrix name: {"A": (d_in, r), "B": (r, d_out)}}``.
-      scale: ``alpha / r`` (see :func:`lora_scale`).
-      seen: optional set that collects the module paths actually intercepted (checked by
-        :func:`lora_apply_loss`: a layer the model never calls through a matching module would
-        otherwise be silently left out).
+      name: one of :data:`METHOD_NAMES`.
+      plan: the matrices PST sparsifies; the pruning baselines prune them, LoRA adapts them.
+      config: PST's ranks and scalars (``pst`` only).
+      train_head: train the task head (``pst`` and ``lora``; the other methods train every weight).
+      lora_rank, lora_alpha: LoRA's rank and ``alpha`` (scale ``alpha / rank``, 1 by default).
+      final_sparsity: the schedule's final sparsity, needed by ``soft_movement`` (its threshold
+        ramps with the sparsity).
+      freeze: regex of paths the pruning baselines keep frozen (:data:`REFERENCE_FROZEN` reproduces
+        the movement-pruning reference); ``None`` trains every weight.
 
-    Example:
-      >>> with nn.intercept_methods(lora_interceptor(plan, trainable["lora"], 1.0)):  # doctest: +SKIP
-      ...     logits = model(ids, params=params).logits
+    Raises:
+      ValueError: unknown name, or ``soft_movement`` without ``final_sparsity``.
     """
-    modules = _lora_modules(plan)
-
-    def interceptor(next_fun, args, kwargs, context):
-        y = next_fun(*args, **kwargs)
-        if context.method_name != "__call__":
-            return y
-        path = "/".join(context.module.path)
-        ms = modules.get(path)
-        if ms is None:
-            return y
-        x = args[0] if args else kwargs["inputs"]  # Dense and FlaxConv1D: __call__(self, inputs)
-        updates = [(x @ factors[m.name]["A"]) @ factors[m.name]["B"] for m in ms]
-        update = updates[0] if len(updates) == 1 else jnp.concatenate(updates, axis=-1)
-        if seen is not None:
-            seen.add(path)
-        return y + (scale * update).astype(y.dtype)
-
-    return interceptor
-
-
-def lora_apply_loss(plan: Plan, scale: float) -> Callable[..., tuple[Array, Any]]:
-    """LoRA's unmerged forward: ``(loss_fn, trainable, frozen, sparsity, batch, dropout_rng) -> (loss, aux)``.
-
-    Runs ``loss_fn`` on the frozen params (plus the head) under :func:`lora_interceptor`, so the
-    model computes ``x @ W0 + scale * (x @ A) @ B`` in each planned layer. Equal to ``loss_fn`` on
-    :func:`lora`'s ``effective_params`` (merged kernels) up to float rounding, but its gradient never
-    forms a ``(d_in, d_out)`` matrix. Raises ``ValueError`` (at trace time) if a planned layer was
-    not intercepted.
-    """
-    modules = _lora_modules(plan)
-
-    def apply_loss(loss_fn: LossFn, trainable: Trainable, frozen: FlatParams, sparsity: Array, batch: Batch, rng):
-        seen: set[str] = set()
-        params = unflatten({**frozen, **trainable["head"]})
-        with nn.intercept_methods(lora_interceptor(plan, trainable["lora"], scale, seen)):
-            out = loss_fn(params, batch, rng)
-        missing = sorted(set(modules) - seen)
-        if missing:
-            raise ValueError(
-                f"LoRA: {len(missing)} planned layer(s) were never called as a module at their param path, "
-                f"e.g. {missing[0]!r} (remat/scan layers or a renamed module?)"
-            )
-        return out
-
-    return apply_loss
-
-
-def lora(plan: Plan, rank: int = 8, alpha: float | None = None, train_head: bool = True) -> Method:
-    """LoRA (Hu et al., "LoRA: Low-Rank Adaptation of Large Language Models", ICLR 2022).
-
-    The pretrained weights are frozen and each matrix of the plan (the ones PST sparsifies; LoRA's
-    paper adapts only ``W_q, W_v``) gets a low-rank update ``W0 + (alpha / r) * A @ B`` (see
-    :func:`init_lora_factors`; no LoRA dropout). ``trainable = {"lora": {matrix name: {"A", "B"}},
-    "head": head params}``; nothing is pruned.
-
-    ``effective_params`` returns the *merged* kernels ``W0 + scale * A @ B``: the deployable model of
-    the original architecture (what :func:`~pst_jax.train.export_model` writes) and, with today's
-    train step, a correct but not memory-optimal forward (the gradient of each merged kernel is a full
-    ``(d_in, d_out)`` matrix). The unmerged forward, :func:`lora_apply_loss`, is attached as the
-    method's ``apply_loss``: the train step uses it, evaluation and export use the merged kernels.
-
-    Example:
-      >>> method = lora(make_plan(model.params, BERT_RULES), rank=8)  # doctest: +SKIP
-    """
-    scale = lora_scale(rank, alpha)
-
-    def init(key: Array, params: Params):
-        head, frozen = split_head(params, plan, train_head)
-        keys = jax.random.split(key, len(plan.matrices))
-        factors = {
-            m.name: init_lora_factors(k, m.d_in, m.d_out, rank) for k, m in zip(keys, plan.matrices, strict=True)
-        }
-        return {"lora": factors, "head": head}, frozen
-
-    def effective_params(trainable: Trainable, frozen: FlatParams, sparsity: Array):
-        flat = {**frozen, **trainable["head"]}
-        factors = trainable["lora"]
-        merged = map_matrices(
-            flat, plan, lambda m, w: w + (scale * factors[m.name]["A"] @ factors[m.name]["B"]).astype(w.dtype)
-        )
-        return unflatten({**flat, **merged})
-
-    return Method("lora", init, effective_params, sparse=False, apply_loss=lora_apply_loss(plan, scale))
-
-
-# --- parameter counts ------------------------------------------------------------------------------------------------
-
-METHOD_NAMES = ("dense", "pst", "magnitude", "movement", "soft_movement", "lora")
+    if name == "pst":
+        return methods.pst(plan, config, train_head)
+    if name == "dense":
+        return methods.dense()
+    if name == "magnitude":
+        return magnitude(plan, freeze)
+    if name == "movement":
+        return movement(plan, freeze)
+    if name == "soft_movement":
+        if final_sparsity is None:
+            raise ValueError("soft_movement needs final_sparsity (its threshold ramps with the schedule)")
+        return soft_movement(plan, final_sparsity, freeze=freeze)
+    if name == "lora":
+        return lora(plan, lora_rank, lora_alpha, train_head)
+    raise ValueError(f"unknown method {name!r}; choose from {', '.join(METHOD_NAMES)}")
 
 
 def trainable_parameters(
@@ -451,7 +104,7 @@ def trainable_parameters(
     """
     sizes = {path: math.prod(leaf.shape) for path, leaf in flatten(params).items()}
     head = sum(sizes[p] for p in plan.paths("head")) if train_head else 0
-    frozen = set(_split_weights(sizes, freeze)[1]) if freeze is not None else set()
+    frozen = set(split_weights(sizes, freeze)[1]) if freeze is not None else set()
     weights = sum(n for p, n in sizes.items() if p not in frozen)
     if method_name == "dense":
         return sum(sizes.values())

@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 
 from pst_jax.config import PSTConfig
 from pst_jax.rules import Plan, flatten, unflatten
-from pst_jax.tree import init_pst, merge
+from pst_jax.tree import init_pst, masks, merge
 from pst_jax.types import Array, FlatParams, Params
 
 Trainable = dict[str, Any]
@@ -28,6 +28,8 @@ class Method(NamedTuple):
       sparse: whether the method prunes (``sparsity`` is ignored otherwise).
       regularizer: optional ``(trainable, sparsity) -> scalar`` added to the task loss (e.g. soft
         movement pruning's penalty on its scores); ``None`` for none.
+      masks: optional ``(trainable, frozen, sparsity) -> {matrix name: 0/1 (d_in, d_out) mask}``, the
+        masks ``effective_params`` applies (pruning methods; used to inspect them and to time them).
       apply_loss: optional ``(loss_fn, trainable, frozen, sparsity, batch, dropout_rng) -> (loss, aux)``
         replacing ``loss_fn(effective_params(...), ...)`` in the train step, for methods whose training
         forward differs from their merged weights (LoRA: ``x @ W0 + (x @ A) @ B``, no full weight
@@ -39,6 +41,7 @@ class Method(NamedTuple):
     effective_params: Callable[[Trainable, FlatParams, Array], dict[str, Any]]
     sparse: bool
     regularizer: Callable[[Trainable, Array], Array] | None = None
+    masks: Callable[[Trainable, FlatParams, Array], dict[str, Array]] | None = None
     apply_loss: Callable[..., tuple[Array, Any]] | None = None
 
 
@@ -64,7 +67,10 @@ def pst(plan: Plan, config: PSTConfig = PSTConfig(), train_head: bool = True) ->
     def effective_params(trainable: Trainable, frozen: FlatParams, sparsity: Array):
         return merge({**frozen, **trainable["head"]}, trainable["pst"], sparsity, plan, config)
 
-    return Method("pst", init, effective_params, sparse=True)
+    def pst_masks(trainable: Trainable, frozen: FlatParams, sparsity: Array):
+        return masks(frozen, trainable["pst"], sparsity, plan, config)
+
+    return Method("pst", init, effective_params, sparse=True, masks=pst_masks)
 
 
 def dense() -> Method:

@@ -151,6 +151,12 @@ def check_export(name, method, plan, trainable, frozen, params):
             np.testing.assert_allclose(out, merged, rtol=1e-5, atol=1e-6, err_msg=m.name)
     if pruned:
         print(f"soft movement at tau={FINAL_THRESHOLD}: {np.mean(pruned):.1%} pruned on average")
+    if method.masks is not None:  # the masks a method reports are the ones its export applied
+        masks = jax.jit(method.masks)(trainable, frozen, jnp.float32(SPARSITY))
+        for m in plan.matrices:
+            np.testing.assert_array_equal(read_matrix(exported[m.path], m) != 0, np.asarray(masks[m.name]) != 0)
+    else:
+        assert name == "lora"
     for path, value in flatten(params).items():  # the rest of the architecture is intact
         assert exported[path].shape == value.shape, path
 
