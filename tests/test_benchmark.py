@@ -1,0 +1,41 @@
+"""experiments.benchmark on a tiny BERT: the figures it reports are the ones of the state it built."""
+
+import json
+
+from experiments import benchmark
+from pst_jax import make_plan, rules_for, trainable_parameters
+from pst_jax.pst import num_factor_params
+
+
+def test_benchmark_reports_each_method(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    argv = ["--model", "tiny-bert", "--batch_size", "4", "--seq_len", "16", "--steps", "2", "--warmup", "1"]
+    argv += ["--num_devices", "1", "--methods", "pst,lora", "--no_isolate", "--output", str(out)]
+    assert benchmark.main(argv) == 0
+    report = json.loads(out.read_text())
+    results = {r["method"]: r for r in report["results"]}
+    assert list(results) == ["pst", "lora"] and report["device"].endswith("(cpu)")
+
+    model, _, _ = benchmark.build("tiny-bert", 4, 16)
+    plan = make_plan(model.params, rules_for("bert"))
+    head = 32 * 2 + 2  # the 2-way classifier on the 32-wide pooled output
+    factors = sum(num_factor_params(m.d_in, m.d_out) for m in plan.matrices)
+    assert results["pst"]["trainable_parameters"] == head + factors
+    for name, r in results.items():
+        assert r["trainable_parameters"] == trainable_parameters(name, model.params, plan)
+        # Adam's two float32 moments per trained parameter, plus the step counters.
+        assert 8 * r["trainable_parameters"] <= r["optimizer_state_bytes"] <= 8 * r["trainable_parameters"] + 256
+        assert r["median_step_s"] > 0 and r["compile_s"] > 0 and r["compiled_step_memory"]["peak_bytes"] > 0
+    assert 0 < results["pst"]["mask_share"] and 0 < results["pst"]["median_mask_s"]
+    assert results["lora"]["mask_share"] is None and results["lora"]["median_mask_s"] is None
+    table = capsys.readouterr().out
+    assert "| pst | " in table and "| lora | " in table
+
+
+def test_benchmark_rejects_bad_flags(capsys):
+    assert benchmark.main(["--methods", "pst,sorting"]) == 2
+    assert capsys.readouterr().err.strip() == "error: unknown method 'sorting'"
+    assert benchmark.main(["--model", "bert-huge"]) == 2
+    assert "unknown model 'bert-huge'" in capsys.readouterr().err
+    assert benchmark.main(["--batch_size", "4"]) == 2  # the tests' 8 fake devices
+    assert "--batch_size 4 must split evenly over --num_devices 8" in capsys.readouterr().err
