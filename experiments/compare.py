@@ -26,6 +26,17 @@ def _floats(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
+def _rates(text: str) -> dict[str, float]:
+    rates = {}
+    for item in (x.strip() for x in text.split(",") if x.strip()):
+        name, _, value = item.partition("=")
+        try:
+            rates[name.strip()] = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected METHOD=RATE, got {item!r}") from None
+    return rates
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawTextHelpFormatter)
@@ -33,17 +44,24 @@ def main(argv: list[str] | None = None) -> int:
         "--methods", default="pst,movement,magnitude,dense", help=f"comma-separated, from {', '.join(METHODS)}"
     )
     p.add_argument("--sparsities", type=_floats, default=[0.5, 0.75, 0.9], help="comma-separated, each in [0, 1)")
+    p.add_argument(
+        "--learning_rates",
+        type=_rates,
+        default={},
+        help="per-method peak learning rates, e.g. dense=3e-5,movement=3e-5 (others: --learning_rate)",
+    )
     p.add_argument("--output_dir", default=None, help="default runs/compare-TASK")
     add_config_flags(p, skip=("method", "sparsity", "output_dir"))
     args = vars(p.parse_args(argv))
     methods = [m.strip() for m in args.pop("methods").split(",") if m.strip()]
     sparsities = args.pop("sparsities")
+    learning_rates = args.pop("learning_rates")
     output_dir = args.pop("output_dir") or f"runs/compare-{args['task']}"
     try:
         unknown = [m for m in methods if m not in METHODS]
         if unknown:
             raise InputError(f"unknown method {unknown[0]!r} in --methods; choose from {', '.join(METHODS)}")
-        rows = sweep(config_from_args(args), methods, sparsities, output_dir)
+        rows = sweep(config_from_args(args), methods, sparsities, output_dir, learning_rates=learning_rates)
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -467,6 +467,7 @@ def run(cfg: GlueConfig, hub_ok: Callable[[], bool] | None = None) -> dict[str, 
         "data": sources.data_name,
         "embedded_default": sources.embedded,
         "method": cfg.method,
+        "learning_rate": cfg.learning_rate,
         "majority_baseline": majority_baseline(task, train_labels, eval_labels),
         **summary,
     }

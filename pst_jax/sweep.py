@@ -14,9 +14,11 @@ import csv
 import dataclasses
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import jax
 
 from pst_jax.baselines import SPARSE_METHODS
 from pst_jax.glue_run import GlueConfig, InputError, check_config, run
@@ -29,6 +31,7 @@ COLUMNS = (
     ("target_sparsity", "target sparsity"),
     ("measured_sparsity", "measured sparsity"),
     ("metric", "metric"),
+    ("learning_rate", "lr"),
     ("trainable", "trainable parameters"),
     ("percent_of_movement_pruning", "% of MvP trainable"),
     ("optimizer_state_mib", "optimizer state (MiB)"),
@@ -62,10 +65,19 @@ def grid(methods: Sequence[str], sparsities: Sequence[float]) -> list[Cell]:
     return cells
 
 
-def cell_config(base: GlueConfig, cell: Cell, output_dir: Path) -> GlueConfig:
-    """The run's settings: ``base`` with the cell's method, sparsity and folder."""
+def cell_config(
+    base: GlueConfig, cell: Cell, output_dir: Path, learning_rates: Mapping[str, float] | None = None
+) -> GlueConfig:
+    """The run's settings: ``base`` with the cell's method, sparsity, folder and (if given) learning rate."""
     sparsity = base.sparsity if cell.sparsity is None else cell.sparsity
-    return dataclasses.replace(base, method=cell.method, sparsity=sparsity, output_dir=str(output_dir / cell.name))
+    learning_rate = (learning_rates or {}).get(cell.method, base.learning_rate)
+    return dataclasses.replace(
+        base,
+        method=cell.method,
+        sparsity=sparsity,
+        learning_rate=learning_rate,
+        output_dir=str(output_dir / cell.name),
+    )
 
 
 def _settings(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -99,10 +111,13 @@ def sweep(
     sparsities: Sequence[float],
     output_dir: str | Path,
     hub_ok: Callable[[], bool] | None = None,
+    learning_rates: Mapping[str, float] | None = None,
 ) -> list[dict[str, Any]]:
     """Runs (or resumes) the grid, writes the table and plots; returns the table's rows.
 
-    Every cell's settings are checked before the first run starts.
+    ``learning_rates`` gives some methods their own peak learning rate (e.g. the papers' 3e-5 for the
+    methods that train every weight); the others use ``base.learning_rate``. Every cell's settings are
+    checked before the first run starts.
     """
     out = Path(output_dir)
     if not methods:
@@ -110,9 +125,12 @@ def sweep(
     cells = grid(methods, sparsities)
     if any(c.sparsity is not None for c in cells) and not sparsities:
         raise InputError("--sparsities is empty")
-    configs = [cell_config(base, cell, out) for cell in cells]
+    unknown = sorted(set(learning_rates or {}) - set(methods))
+    if unknown:
+        raise InputError(f"a learning rate is given for {unknown[0]!r}, which is not in --methods")
+    configs = [cell_config(base, cell, out, learning_rates) for cell in cells]
     for cfg in configs:
-        check_config(cfg, cfg.num_devices or 1)
+        check_config(cfg, cfg.num_devices or jax.local_device_count())
     out.mkdir(parents=True, exist_ok=True)
     for i, (cell, cfg) in enumerate(zip(cells, configs, strict=True), 1):
         if is_finished(cfg):
@@ -120,14 +138,17 @@ def sweep(
             continue
         logger.warning("[%d/%d] %s: running", i, len(cells), cell.name)
         run(cfg, hub_ok)
-    rows = [table_row(json.loads((Path(cfg.output_dir) / "results.json").read_text())) for cfg in configs]
+    rows = [table_row(*(json.loads((Path(c.output_dir) / f).read_text()) for f in _RUN_FILES)) for c in configs]
     write_table(rows, out)
     plot(rows, out, get_task(base.task).selection_metric)
     return rows
 
 
-def table_row(results: dict[str, Any]) -> dict[str, Any]:
-    """One row of the comparison from a run's ``results.json``."""
+_RUN_FILES = ("results.json", "config.json")
+
+
+def table_row(results: dict[str, Any], config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One row of the comparison from a run's ``results.json`` (and ``config.json``, for older results)."""
     split = next(iter(k for k in results["best"] if isinstance(results["best"][k], dict)))
     params, cost = results["parameters"], results["cost"]
     memory = cost["compiled_step_memory"]
@@ -137,6 +158,7 @@ def table_row(results: dict[str, Any]) -> dict[str, Any]:
         "measured_sparsity": results["measured_sparsity"]["mean"],
         "metric": results["best"][split][results["selection_metric"]],
         "metric_name": f"{split} {results['selection_metric']}",
+        "learning_rate": results.get("learning_rate", (config or {}).get("learning_rate")),
         "trainable": params["trainable"],
         "percent_of_movement_pruning": params["percent_of_movement_pruning"],
         "optimizer_state_mib": params["optimizer_state_bytes"] / 2**20,
@@ -158,6 +180,8 @@ def _format(key: str, value: Any) -> str:
         return f"{value:.2f}%"
     if key == "median_step_s":
         return f"{value:.3f}"
+    if key == "learning_rate":
+        return f"{value:g}"
     if key in ("metric", "optimizer_state_mib", "peak_step_mib", "wall_time_s"):
         return f"{value:.1f}"
     return str(value)

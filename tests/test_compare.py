@@ -64,6 +64,7 @@ def test_sweep_writes_table_and_plots_then_resumes(tmp_path, monkeypatch, capsys
         (["--methods", "pst,obs"], "unknown method 'obs'"),
         (["--sparsities", "0.5,1.0"], "--sparsity must be in [0, 1), got 1.0"),
         (["--methods", "soft_movement", "--sparsities", "0"], "soft_movement needs --sparsity > 0"),
+        (["--methods", "pst", "--learning_rates", "dense=3e-5"], "learning rate is given for 'dense'"),
     ],
 )
 def test_bad_grid_fails_before_any_run(flags, message, tmp_path, monkeypatch, capsys):
@@ -77,3 +78,11 @@ def test_grid_runs_methods_that_do_not_prune_once():
     cells = sweep.grid(["pst", "dense", "movement", "lora"], [0.5, 0.9])
     assert [c.name for c in cells] == ["pst-50", "pst-90", "dense", "movement-50", "movement-90", "lora"]
     assert sweep.grid(["magnitude"], [0.75])[0].name == "magnitude-75"
+
+
+def test_per_method_learning_rates_reach_their_cells(tmp_path):
+    base = sweep.GlueConfig(learning_rate=2e-4)
+    cells = sweep.grid(["pst", "dense"], [0.9])
+    configs = [sweep.cell_config(base, c, tmp_path, {"dense": 3e-5}) for c in cells]
+    assert [(c.method, c.learning_rate, c.sparsity) for c in configs] == [("pst", 2e-4, 0.9), ("dense", 3e-5, 0.9)]
+    assert configs[1].output_dir == str(tmp_path / "dense")
