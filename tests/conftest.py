@@ -17,6 +17,8 @@ import pytest  # noqa: E402
 # private to this session, compiles each once.
 jax.config.update("jax_compilation_cache_dir", tempfile.mkdtemp(prefix="pst_jax_xla_cache_"))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+# Tests compare with float64 NumPy at rtol 1e-5: on a GPU, float32 matmuls would otherwise run in TF32.
+jax.config.update("jax_default_matmul_precision", "highest")
 
 from tests import tiny  # noqa: E402
 
