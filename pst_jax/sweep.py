@@ -149,7 +149,7 @@ _RUN_FILES = ("results.json", "config.json")
 
 def table_row(results: dict[str, Any], config: dict[str, Any] | None = None) -> dict[str, Any]:
     """One row of the comparison from a run's ``results.json`` (and ``config.json``, for older results)."""
-    split = next(iter(k for k in results["best"] if isinstance(results["best"][k], dict)))
+    split = get_task(results["task"]).eval_splits[0]  # the one the selection metric is read on
     params, cost = results["parameters"], results["cost"]
     memory = cost["compiled_step_memory"]
     return {
