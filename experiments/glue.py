@@ -8,35 +8,21 @@ sentences (see README.md, "Quickstart", for its figures). The paper's setting on
 """
 
 import argparse
-import dataclasses
-import json
-import logging
 import sys
 
-from pst_jax.glue_run import METHODS, GlueConfig, InputError, run
+from experiments.flags import add_method_flags, flag_adder, launch, method_fields
+from pst_jax.glue_run import GlueConfig, run
 from pst_jax.glue_tasks import TASKS
 
 
 def add_config_flags(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
     """Adds a flag for every :class:`GlueConfig` field (``--freeze_head`` for ``train_head``), except ``skip``."""
     defaults = GlueConfig()
-
-    def add(name: str, **kwargs) -> None:
-        if name not in skip:
-            p.add_argument(f"--{name}", **kwargs)
-
+    add = flag_adder(p, skip)
     add("task", default=defaults.task, help=f"one of {', '.join(TASKS)}")
     add("model", help="hub id or local folder of a Flax-loadable BERT/RoBERTa (default bert-base-uncased)")
-    add("method", default=defaults.method, help=f"one of {', '.join(METHODS)} (lora's rank is --weight_rank)")
-    add("sparsity", type=float, default=defaults.sparsity, help="final sparsity of each matrix")
-    add("initial_sparsity", type=float, default=defaults.initial_sparsity)
-    add("initial_warmup", type=float, default=defaults.initial_warmup, help="fraction of steps dense")
-    add("final_warmup", type=float, default=defaults.final_warmup, help="fraction at final sparsity")
-    add("weight_rank", type=int, default=defaults.weight_rank)
-    add("mask_rank", type=int, default=defaults.mask_rank)
-    add("freeze_head", action="store_true", help="train only the PST factors, as the reference code")
+    add_method_flags(add, defaults)
     add("learning_rate", type=float, help="default 3e-5 (paper), 2e-4 for the embedded default")
-    add("scores_learning_rate", type=float, help="movement pruning's scores (reference: 1e-2); default --learning_rate")
     add("batch_size", type=int, default=defaults.batch_size, help="global, across devices")
     add("eval_batch_size", type=int, default=defaults.eval_batch_size)
     add("max_length", type=int, help="default 128 (paper), 64 for the embedded default")
@@ -53,9 +39,7 @@ def add_config_flags(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> 
 
 def config_from_args(args: dict) -> GlueConfig:
     """The :class:`GlueConfig` of parsed flags (every flag is named after its field)."""
-    args = dict(args)
-    args["train_head"] = not args.pop("freeze_head")
-    return GlueConfig(**args)
+    return GlueConfig(**method_fields(args))
 
 
 def parse_args(argv: list[str] | None = None) -> GlueConfig:
@@ -67,17 +51,8 @@ def parse_args(argv: list[str] | None = None) -> GlueConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    config = parse_args(argv)
-    try:
-        results = run(config)
-    except InputError as error:  # bad input: one line, no traceback
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    summary = {k: results[k] for k in ("task", "model", "method", "best", "measured_sparsity", "wall_time_s")}
-    print(json.dumps(summary, indent=2))
-    print(f"outputs in {dataclasses.asdict(config)['output_dir']}")
-    return 0
+    keys = ("task", "model", "method", "best", "measured_sparsity", "wall_time_s")
+    return launch(run, parse_args(argv), lambda results: {k: results[k] for k in keys})
 
 
 if __name__ == "__main__":

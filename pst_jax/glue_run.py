@@ -25,19 +25,22 @@ from typing import Any
 
 import jax
 import numpy as np
-from tqdm.auto import tqdm
 
-from pst_jax import profiling
-from pst_jax.baselines import METHOD_NAMES, make_method, trainable_parameters
+from pst_jax.baselines import METHOD_NAMES
 from pst_jax.batching import Encoded, batches, encode, length_buckets, num_batches
-from pst_jax.config import PSTConfig
-from pst_jax.count import count_parameters
 from pst_jax.glue_data import hub_reachable, load_files, load_glue_dir, load_glue_hub, load_rotten_tomatoes
 from pst_jax.glue_tasks import GlueTask, compute_metrics, get_task, majority_baseline
+from pst_jax.loop import TrainLoop
 from pst_jax.losses import classification_loss
+from pst_jax.method_config import (
+    MethodConfig,
+    build_method,
+    check_method_config,
+    parameter_report,
+    sparsity_schedule,
+)
 from pst_jax.optim import learning_rate_schedule, make_optimizer
 from pst_jax.rules import Plan, flatten, make_plan, read_matrix, rules_for
-from pst_jax.schedule import cubic_sparsity
 from pst_jax.sharding import make_mesh, shard_batch
 from pst_jax.train import export_model, init_train_state, jit_eval_step, jit_train_step, make_eval_step, make_train_step
 from pst_jax.tree import kernel_sparsity
@@ -61,24 +64,12 @@ class InputError(ValueError):
 
 
 @dataclasses.dataclass
-class GlueConfig:
+class GlueConfig(MethodConfig):
     """Every setting of a GLUE run; ``None`` means "the recipe's default" (resolved before training)."""
 
     task: str = "sst2"
     model: str | None = None
-    method: str = "pst"
-    sparsity: float = 0.9
-    initial_sparsity: float = 0.0
-    initial_warmup: float = 0.1
-    final_warmup: float = 0.3
-    weight_rank: int = 8
-    mask_rank: int = 8
-    beta: float = 1.0
-    alpha1: float = 1.0
-    alpha2: float = 1.0
-    train_head: bool = True
     learning_rate: float | None = None
-    scores_learning_rate: float | None = None  # movement pruning's scores; None: learning_rate
     batch_size: int = 32
     eval_batch_size: int = 64
     max_length: int | None = None
@@ -114,25 +105,13 @@ def check_config(cfg: GlueConfig, num_devices: int) -> GlueTask:
         task = get_task(cfg.task)
     except ValueError as error:
         raise InputError(str(error)) from None
-    if cfg.method not in METHODS:
-        raise InputError(f"unknown method {cfg.method!r}; choose from {', '.join(METHODS)}")
-    for name in ("sparsity", "initial_sparsity"):
-        value = getattr(cfg, name)
-        if not 0.0 <= value < 1.0:
-            raise InputError(f"--{name} must be in [0, 1), got {value}")
-    if cfg.method == "soft_movement" and (cfg.sparsity == 0.0 or cfg.initial_sparsity != 0.0):
-        raise InputError(
-            f"soft_movement needs --sparsity > 0 and --initial_sparsity 0 (its threshold ramps from 0), "
-            f"got {cfg.sparsity} and {cfg.initial_sparsity}"
-        )
-    for name in ("initial_warmup", "final_warmup"):
-        if not 0.0 <= getattr(cfg, name) <= 1.0:
-            raise InputError(f"--{name} must be in [0, 1], got {getattr(cfg, name)}")
-    if cfg.initial_warmup + cfg.final_warmup > 1.0:
-        raise InputError(f"--initial_warmup + --final_warmup must be <= 1, got {cfg.initial_warmup + cfg.final_warmup}")
+    try:
+        check_method_config(cfg)
+    except ValueError as error:
+        raise InputError(str(error)) from None
     if cfg.num_devices is not None and not 1 <= cfg.num_devices <= jax.local_device_count():
         raise InputError(f"--num_devices must be in [1, {jax.local_device_count()}], got {cfg.num_devices}")
-    for name in ("weight_rank", "mask_rank", "batch_size", "eval_batch_size"):
+    for name in ("batch_size", "eval_batch_size"):
         if getattr(cfg, name) < 1:
             raise InputError(f"--{name} must be a positive integer, got {getattr(cfg, name)}")
     for name in ("batch_size", "eval_batch_size"):
@@ -140,7 +119,7 @@ def check_config(cfg: GlueConfig, num_devices: int) -> GlueTask:
             raise InputError(
                 f"--{name} {getattr(cfg, name)} is not divisible by the {num_devices} devices; it is the global batch"
             )
-    for name in ("epochs", "max_steps", "max_eval_samples", "max_length", "learning_rate", "scores_learning_rate"):
+    for name in ("epochs", "max_steps", "max_eval_samples", "max_length", "learning_rate"):
         value = getattr(cfg, name)
         if value is not None and value <= 0:
             raise InputError(f"--{name} must be positive, got {value}")
@@ -301,20 +280,8 @@ def fit(
     total_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
     epochs = math.ceil(total_steps / steps_per_epoch)
 
-    pst_config = PSTConfig(cfg.weight_rank, cfg.mask_rank, cfg.beta, cfg.alpha1, cfg.alpha2)
-    method = make_method(
-        cfg.method,
-        plan,
-        config=pst_config,
-        train_head=cfg.train_head,
-        lora_rank=cfg.weight_rank,
-        final_sparsity=cfg.sparsity,
-    )
-    target = cfg.sparsity if method.sparse else 0.0
-    if method.sparse:
-        schedule = cubic_sparsity(total_steps, target, cfg.initial_sparsity, cfg.initial_warmup, cfg.final_warmup)
-    else:
-        schedule = lambda step: 0.0  # noqa: E731
+    method = build_method(cfg, plan)
+    schedule, target = sparsity_schedule(cfg, method, total_steps)
     optimizer = make_optimizer(cfg.learning_rate, total_steps, scores_learning_rate=cfg.scores_learning_rate)
     lr_at = learning_rate_schedule(cfg.learning_rate, total_steps)
     state, frozen = init_train_state(jax.random.key(cfg.seed), model.params, method, optimizer, mesh)
@@ -326,37 +293,12 @@ def fit(
     best: dict[str, Any] | None = None
     best_trainable = None
     evaluations = []
-    step, start = 0, time.perf_counter()
-    durations: list[float] = []  # per train step, synced on its loss
-    compiling: set[int] = set()  # indices of steps that compiled a new batch shape
-    largest = None  # the widest batch seen, to read the compiled step's memory
-    widths: set[int] = set()  # batch widths (length buckets) trained on
-    bar = tqdm(total=total_steps, desc=f"{task.name} {cfg.method}", unit="step", dynamic_ncols=True)
-    with bar, open(out / "metrics.jsonl", "w") as log:
+    start = time.perf_counter()
+    loop = TrainLoop(train_step, frozen, mesh, schedule, lr_at, total_steps, f"{task.name} {cfg.method}")
+    with loop, open(out / "metrics.jsonl", "w") as log:
         for epoch in range(1, epochs + 1):
-            losses = []
-            for batch in batches(train, cfg.batch_size, buckets, shuffle, group_by_length=True):
-                sparsity = float(schedule(step))
-                sharded = shard_batch(batch, mesh)
-                tick = time.perf_counter()
-                state, metrics = train_step(state, frozen, sharded, sparsity)
-                losses.append(float(metrics["loss"]))
-                durations.append(time.perf_counter() - tick)
-                width = batch["input_ids"].shape[1]
-                if largest is None or width > largest[0]:
-                    largest = (width, sharded)
-                if width not in widths:
-                    compiling.add(len(durations) - 1)
-                    widths.add(width)
-                step += 1
-                bar.update(1)
-                if step % 10 == 0 or step == total_steps:
-                    bar.set_postfix(
-                        loss=f"{losses[-1]:.4f}", sparsity=f"{sparsity:.3f}", lr=f"{float(lr_at(step)):.2e}"
-                    )
-                if step >= total_steps:
-                    break
-            eval_sparsity = float(schedule(step))
+            state, losses = loop.epoch(state, batches(train, cfg.batch_size, buckets, shuffle, group_by_length=True))
+            step, eval_sparsity = loop.step, loop.sparsity
             record = {
                 "epoch": epoch,
                 "step": step,
@@ -374,7 +316,7 @@ def fit(
             log.flush()
             evaluations.append(record)
             score = record[task.eval_splits[0]][task.selection_metric]
-            bar.write(
+            loop.write(
                 f"epoch {epoch} step {step} sparsity {eval_sparsity:.3f}: "
                 + ", ".join(f"{s} {record[s]}" for s in task.eval_splits)
             )
@@ -383,7 +325,7 @@ def fit(
             ):
                 best, best_trainable = record, jax.device_get(state.trainable)
     wall = time.perf_counter() - start
-    compiled = train_step.jitted.lower(state, frozen, largest[1], np.float32(target)).compile()  # cached: no recompile
+    cost = loop.cost(state, target)
 
     selection = "best evaluation at target sparsity"
     if best is None:  # e.g. --final_warmup 0 with a run cut short: fall back to the last evaluation
@@ -391,11 +333,6 @@ def fit(
     params = export_model(best_trainable, frozen, best["sparsity"], method)
     model.save_pretrained(out / "sparse_model", params=params)
     tokenizer.save_pretrained(out / "sparse_model")
-    measured = list(kernel_sparsity(params, plan).values())
-    count = count_parameters(model.params, plan, pst_config, cfg.train_head)
-    trainable = trainable_parameters(
-        cfg.method, model.params, plan, rank=cfg.weight_rank, config=pst_config, train_head=cfg.train_head
-    )
     return {
         "steps": step,
         "epochs": epochs,
@@ -405,31 +342,20 @@ def fit(
         "best": best,
         "final": evaluations[-1],
         "target_sparsity": target,
-        "measured_sparsity": {
-            "mean": float(np.mean(measured)),
-            "min": float(np.min(measured)),
-            "max": float(np.max(measured)),
-            "matrices": len(measured),
-        },
-        "parameters": {
-            "trainable": trainable,
-            "total": count.model,
-            "trainable_fraction": trainable / count.model,
-            "pst_factors": count.pst if cfg.method == "pst" else 0,
-            "head": count.head,
-            "movement_pruning_trainable": count.movement_pruning_trainable,
-            "percent_of_movement_pruning": 100.0 * trainable / count.movement_pruning_trainable,
-            "optimizer_state_bytes": profiling.tree_bytes(state.opt_state),
-        },
-        "cost": {
-            "median_step_s": profiling.median_step_time(durations, compiling),
-            "steps_timed": len(durations) - len(compiling),
-            "batch_widths": sorted(widths),
-            "compiled_step_memory": profiling.compiled_memory(compiled),
-            "compiled_at_width": largest[0],
-            "device_peak_bytes": profiling.device_peak_bytes(mesh.devices.flat[0]),
-            "host_peak_rss_bytes": profiling.host_peak_rss_bytes(),
-        },
+        "measured_sparsity": measured_sparsity(params, plan),
+        "parameters": parameter_report(cfg, model.params, plan, state.opt_state),
+        "cost": cost,
+    }
+
+
+def measured_sparsity(params: Any, plan: Plan) -> dict[str, float | int]:
+    """Mean, least and most sparsity over the planned matrices of exported ``params``."""
+    measured = list(kernel_sparsity(params, plan).values())
+    return {
+        "mean": float(np.mean(measured)),
+        "min": float(np.min(measured)),
+        "max": float(np.max(measured)),
+        "matrices": len(measured),
     }
 
 

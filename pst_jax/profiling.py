@@ -1,6 +1,7 @@
 """What a train step costs: compiled memory, device and host peaks, bytes of a tree, robust step times.
 
-Used by ``experiments.glue`` (recorded in ``results.json``) and ``experiments.benchmark``.
+Used by ``experiments.glue`` and ``experiments.nlg`` (recorded in ``results.json``, via :class:`StepTimer`)
+and by ``experiments.benchmark``.
 """
 
 import math
@@ -60,3 +61,38 @@ def median_step_time(durations: list[float], skip: set[int] = frozenset()) -> fl
     """Median of step durations, leaving out the indices in ``skip`` (steps that compiled)."""
     kept = [d for i, d in enumerate(durations) if i not in skip]
     return statistics.median(kept) if kept else None
+
+
+class StepTimer:
+    """Durations of a training loop's steps, which of them compiled, and its widest batch.
+
+    A step that meets a new batch width (length bucket) compiles; its time is left out of the median.
+    """
+
+    def __init__(self) -> None:
+        self.durations: list[float] = []
+        self.compiling: set[int] = set()
+        self.widths: set[int] = set()
+        self.largest: tuple[int, Any] | None = None  # (width, batch) of the widest batch
+
+    def add(self, seconds: float, batch: dict[str, Any]) -> None:
+        """Records one step that took ``seconds`` (synced on its output) on ``batch``."""
+        width = batch["input_ids"].shape[1]
+        if self.largest is None or width > self.largest[0]:
+            self.largest = (width, batch)
+        if width not in self.widths:
+            self.compiling.add(len(self.durations))
+            self.widths.add(width)
+        self.durations.append(seconds)
+
+    def cost(self, compiled: Any, device: Any) -> dict[str, Any]:
+        """The ``cost`` record of ``results.json``; ``compiled`` is the step compiled at the widest batch."""
+        return {
+            "median_step_s": median_step_time(self.durations, self.compiling),
+            "steps_timed": len(self.durations) - len(self.compiling),
+            "batch_widths": sorted(self.widths),
+            "compiled_step_memory": compiled_memory(compiled),
+            "compiled_at_width": self.largest[0],
+            "device_peak_bytes": device_peak_bytes(device),
+            "host_peak_rss_bytes": host_peak_rss_bytes(),
+        }

@@ -9,6 +9,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import tempfile  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
@@ -43,3 +44,11 @@ def roberta():
 @pytest.fixture(scope="session")
 def gpt2():
     return tiny.gpt2()
+
+
+@pytest.fixture(scope="session")
+def gpt2_tokenizer():
+    """GPT-2's tokenizer, built from ``tests/fixtures/gpt2_tokenizer`` (vocab.json and merges.txt)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(Path(__file__).parent / "fixtures" / "gpt2_tokenizer")

@@ -1,0 +1,84 @@
+"""The training loop the experiments share: epochs of jitted steps, the sparsity schedule, timing, a progress bar."""
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+from jax.sharding import Mesh
+from tqdm.auto import tqdm
+
+from pst_jax.profiling import StepTimer
+from pst_jax.sharding import shard_batch
+from pst_jax.train import TrainState
+
+
+class TrainLoop:
+    """Runs ``train_step`` over host batches until ``total_steps``, one epoch per :meth:`epoch` call.
+
+    Step ``t`` trains at ``schedule(t)``; each step is synced on its loss so that :attr:`timer` times it
+    alone (a step that meets a new batch width compiles and is left out of the median).
+
+    Example::
+
+        loop = TrainLoop(train_step, frozen, mesh, schedule, lr_at, total_steps, "sst2 pst")
+        with loop:
+            for epoch in range(1, epochs + 1):
+                state, losses = loop.epoch(state, batches(...))
+    """
+
+    def __init__(
+        self,
+        train_step: Callable,
+        frozen: Any,
+        mesh: Mesh,
+        schedule: Callable[[int], float],
+        lr_at: Callable[[int], Any],
+        total_steps: int,
+        description: str,
+    ) -> None:
+        self.train_step, self.frozen, self.mesh = train_step, frozen, mesh
+        self.schedule, self.lr_at, self.total_steps = schedule, lr_at, total_steps
+        self.step = 0
+        self.timer = StepTimer()
+        self.bar = tqdm(total=total_steps, desc=description, unit="step", dynamic_ncols=True)
+
+    def __enter__(self) -> "TrainLoop":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.close()
+
+    @property
+    def sparsity(self) -> float:
+        """The schedule's sparsity after the steps taken so far (what an evaluation now uses)."""
+        return self.schedule(self.step)
+
+    def epoch(self, state: TrainState, batches: Iterable[dict[str, Any]]) -> tuple[TrainState, list[float]]:
+        """Steps over ``batches`` (stopping at ``total_steps``); returns the new state and each step's loss."""
+        losses = []
+        for batch in batches:
+            sparsity = self.schedule(self.step)
+            sharded = shard_batch(batch, self.mesh)
+            tick = time.perf_counter()
+            state, metrics = self.train_step(state, self.frozen, sharded, sparsity)
+            losses.append(float(metrics["loss"]))  # synced, so the step's time is its own
+            self.timer.add(time.perf_counter() - tick, sharded)
+            self.step += 1
+            self.bar.update(1)
+            if self.step % 10 == 0 or self.step == self.total_steps:
+                lr = float(self.lr_at(self.step))
+                self.bar.set_postfix(loss=f"{losses[-1]:.4f}", sparsity=f"{sparsity:.3f}", lr=f"{lr:.2e}")
+            if self.step >= self.total_steps:
+                break
+        return state, losses
+
+    def cost(self, state: TrainState, sparsity: float) -> dict[str, Any]:
+        """The ``cost`` record of ``results.json``: step times, and the memory of the step compiled at the
+        widest batch (the jit cache holds it, so nothing recompiles)."""
+        compiled = self.train_step.jitted.lower(state, self.frozen, self.timer.largest[1], np.float32(sparsity))
+        return self.timer.cost(compiled.compile(), self.mesh.devices.flat[0])
+
+    def write(self, line: str) -> None:
+        """Prints ``line`` above the progress bar."""
+        self.bar.write(line)

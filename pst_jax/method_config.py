@@ -1,0 +1,104 @@
+"""The settings every experiment shares: which method, its ranks and its sparsity schedule.
+
+:class:`MethodConfig` is the base of :class:`~pst_jax.glue_run.GlueConfig` and
+:class:`~pst_jax.nlg_run.NLGConfig`; :func:`check_method_config` checks it before anything is loaded, and
+:func:`build_method` and :func:`sparsity_schedule` turn it into the method and the schedule a run trains with;
+:func:`parameter_report` is what ``results.json`` says about the run's parameters.
+"""
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from pst_jax import profiling
+from pst_jax.baselines import METHOD_NAMES, make_method, trainable_parameters
+from pst_jax.config import PSTConfig
+from pst_jax.count import count_parameters
+from pst_jax.methods import Method
+from pst_jax.rules import Plan
+from pst_jax.schedule import cubic_sparsity
+
+
+@dataclasses.dataclass
+class MethodConfig:
+    """The method and its sparsity schedule (cubic, as in movement pruning); see ``PST_METHOD.md``."""
+
+    method: str = "pst"
+    sparsity: float = 0.9
+    initial_sparsity: float = 0.0
+    initial_warmup: float = 0.1
+    final_warmup: float = 0.3
+    weight_rank: int = 8
+    mask_rank: int = 8
+    beta: float = 1.0
+    alpha1: float = 1.0
+    alpha2: float = 1.0
+    train_head: bool = True
+    scores_learning_rate: float | None = None  # movement pruning's scores; None: the learning rate
+
+    @property
+    def pst_config(self) -> PSTConfig:
+        return PSTConfig(self.weight_rank, self.mask_rank, self.beta, self.alpha1, self.alpha2)
+
+
+def check_method_config(cfg: MethodConfig) -> None:
+    """Raises a one-line ``ValueError`` naming the flag for any bad method setting."""
+    if cfg.method not in METHOD_NAMES:
+        raise ValueError(f"unknown method {cfg.method!r}; choose from {', '.join(METHOD_NAMES)}")
+    for name in ("sparsity", "initial_sparsity"):
+        value = getattr(cfg, name)
+        if not 0.0 <= value < 1.0:
+            raise ValueError(f"--{name} must be in [0, 1), got {value}")
+    if cfg.method == "soft_movement" and (cfg.sparsity == 0.0 or cfg.initial_sparsity != 0.0):
+        raise ValueError(
+            f"soft_movement needs --sparsity > 0 and --initial_sparsity 0 (its threshold ramps from 0), "
+            f"got {cfg.sparsity} and {cfg.initial_sparsity}"
+        )
+    for name in ("initial_warmup", "final_warmup"):
+        if not 0.0 <= getattr(cfg, name) <= 1.0:
+            raise ValueError(f"--{name} must be in [0, 1], got {getattr(cfg, name)}")
+    if cfg.initial_warmup + cfg.final_warmup > 1.0:
+        raise ValueError(f"--initial_warmup + --final_warmup must be <= 1, got {cfg.initial_warmup + cfg.final_warmup}")
+    for name in ("weight_rank", "mask_rank"):
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"--{name} must be a positive integer, got {getattr(cfg, name)}")
+    if cfg.scores_learning_rate is not None and cfg.scores_learning_rate <= 0:
+        raise ValueError(f"--scores_learning_rate must be positive, got {cfg.scores_learning_rate}")
+
+
+def build_method(cfg: MethodConfig, plan: Plan) -> Method:
+    """The :class:`~pst_jax.methods.Method` that ``cfg`` names, over the matrices of ``plan``."""
+    return make_method(
+        cfg.method,
+        plan,
+        config=cfg.pst_config,
+        train_head=cfg.train_head,
+        lora_rank=cfg.weight_rank,
+        final_sparsity=cfg.sparsity,
+    )
+
+
+def sparsity_schedule(cfg: MethodConfig, method: Method, total_steps: int) -> tuple[Callable[[int], float], float]:
+    """``(schedule, target)``: the sparsity of each step and the final one (0 for methods that do not prune)."""
+    if not method.sparse:
+        return (lambda step: 0.0), 0.0
+    schedule = cubic_sparsity(total_steps, cfg.sparsity, cfg.initial_sparsity, cfg.initial_warmup, cfg.final_warmup)
+    return (lambda step: float(schedule(step))), cfg.sparsity
+
+
+def parameter_report(cfg: MethodConfig, params: Any, plan: Plan, opt_state: Any) -> dict[str, Any]:
+    """Trainable and total parameters of the run, against movement pruning's, and its optimizer-state bytes."""
+    count = count_parameters(params, plan, cfg.pst_config, cfg.train_head)
+    trainable = trainable_parameters(
+        cfg.method, params, plan, rank=cfg.weight_rank, config=cfg.pst_config, train_head=cfg.train_head
+    )
+    return {
+        "trainable": trainable,
+        "total": count.model,
+        "trainable_fraction": trainable / count.model,
+        "pst_factors": count.pst if cfg.method == "pst" else 0,
+        "head": count.head,
+        "movement_pruning_trainable": count.movement_pruning_trainable,
+        "percent_of_movement_pruning": 100.0 * trainable / count.movement_pruning_trainable,
+        "optimizer_state_bytes": profiling.tree_bytes(opt_state),
+    }
