@@ -2,6 +2,7 @@
 
 from pst_jax import baselines, lora, methods, pruning
 from pst_jax.baselines import METHOD_NAMES, make_method, trainable_parameters
+from pst_jax.beam_search import beam_search, make_generate
 from pst_jax.config import PSTConfig
 from pst_jax.count import ParamCount, count_parameters, param_shapes
 from pst_jax.lora import lora_apply_loss, lora_interceptor
@@ -51,6 +52,7 @@ __all__ = [
     "TrainState",
     "adapted_kernel",
     "baselines",
+    "beam_search",
     "causal_lm_loss",
     "classification_loss",
     "count_parameters",
@@ -74,6 +76,7 @@ __all__ = [
     "lora_apply_loss",
     "lora_interceptor",
     "make_eval_step",
+    "make_generate",
     "make_mesh",
     "make_method",
     "make_optimizer",
