@@ -1,0 +1,373 @@
+"""The data-to-text experiment (E2E, DART, WebNLG): fine-tune GPT-2 with a method, generate, score, export.
+
+``experiments/nlg.py`` parses flags into an :class:`NLGConfig` and calls :func:`run`. The steps:
+
+1. :func:`check_config`: every flag is checked before anything is loaded, with one-line errors.
+2. :func:`load_data`: the splits from ``--data_dir`` (each dataset's original layout), from
+   ``--train_file``/``--validation_file``/``--test_file``, or from the hub when it is reachable.
+3. :func:`fit`: the jitted, mesh-sharded train step (loss on the target text only, label smoothing),
+   the validation loss after every epoch, then the export of the final model at the target sparsity.
+4. :func:`generate`: beam search (:mod:`pst_jax.beam_search`) on the exported sparse model, then the
+   task's metrics (:mod:`pst_jax.nlg_metrics`).
+5. Outputs in ``output_dir``: ``config.json``, ``metrics.jsonl``, ``results.json``, ``predictions.jsonl``
+   (source, generated text, references), ``predictions.txt`` (one generated text a line) and
+   ``sparse_model/``, which ``FlaxGPT2LMHeadModel.from_pretrained`` loads.
+
+The defaults are the paper's recipe (the LoRA NLG setup, ``PST_METHOD.md``): GPT-2 Medium, sequences of
+512 tokens, AdamW with learning rate 1e-4 and weight decay 0, 500 warm-up steps then linear decay,
+5 epochs, batch 8, label smoothing 0.1; beam 10, length penalty 0.8, no repeated 4-gram.
+"""
+
+import dataclasses
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import Mesh
+from tqdm.auto import tqdm
+
+from pst_jax.batching import length_buckets
+from pst_jax.beam_search import decode_rows, make_generate
+from pst_jax.glue_data import hub_reachable
+from pst_jax.glue_run import InputError, measured_sparsity
+from pst_jax.lm_rows import encode_for_lm, lm_batches, prompt_batches
+from pst_jax.loop import TrainLoop
+from pst_jax.losses import causal_lm_loss
+from pst_jax.method_config import (
+    MethodConfig,
+    build_method,
+    check_method_config,
+    parameter_report,
+    sparsity_schedule,
+)
+from pst_jax.nlg_data import TASKS, NLGExample, load_nlg_dir, load_nlg_files, load_nlg_hub
+from pst_jax.nlg_metrics import METRICS, lora_postprocess, score
+from pst_jax.optim import learning_rate_schedule, make_optimizer
+from pst_jax.rules import make_plan, rules_for
+from pst_jax.sharding import make_mesh, replicate, shard_batch
+from pst_jax.train import export_model, init_train_state, jit_eval_step, jit_train_step, make_eval_step, make_train_step
+
+logger = logging.getLogger("pst_jax")
+
+PAPER_MODEL = "gpt2-medium"
+#: The metrics the paper reports per task (as LoRA's evaluation scripts compute them).
+TASK_METRICS: dict[str, tuple[str, ...]] = {
+    "e2e": ("BLEU", "NIST", "METEOR", "ROUGE_L", "CIDEr"),
+    "dart": ("BLEU", "METEOR", "TER"),
+    "webnlg": ("BLEU", "METEOR", "TER"),
+}
+
+
+@dataclasses.dataclass
+class NLGConfig(MethodConfig):
+    """Every setting of a data-to-text run; the defaults are the paper's recipe."""
+
+    task: str = "e2e"
+    model: str = PAPER_MODEL
+    learning_rate: float = 1e-4
+    warmup_steps: int = 500
+    weight_decay: float = 0.0
+    label_smoothing: float = 0.1
+    batch_size: int = 8
+    eval_batch_size: int = 8
+    max_length: int = 512  # tokens of a training row: prompt, separator and reference
+    epochs: int = 5
+    max_steps: int | None = None
+    max_eval_samples: int | None = None  # validation inputs for the loss; None: all
+    num_beams: int = 10
+    length_penalty: float = 0.8
+    no_repeat_ngram_size: int = 4  # 0: no ban
+    max_new_tokens: int = 64  # LoRA's --eval_len
+    generate_batch_size: int = 8  # inputs per beam-search batch
+    generate_split: str | None = None  # None: test where the data has it, else validation
+    max_generate_samples: int | None = None  # None: every input of the split
+    metrics: tuple[str, ...] | None = None  # None: the task's (TASK_METRICS)
+    seed: int = 110  # LoRA's NLG seed
+    num_devices: int | None = None  # None: all local devices
+    output_dir: str = "runs/nlg"
+    data_dir: str | None = None
+    train_file: str | None = None
+    validation_file: str | None = None
+    test_file: str | None = None
+
+
+def check_config(cfg: NLGConfig, num_devices: int) -> None:
+    """Raises a one-line :class:`InputError` for any bad setting. Loads nothing."""
+    if cfg.task not in TASKS:
+        raise InputError(f"unknown task {cfg.task!r}; choose from {', '.join(TASKS)}")
+    try:
+        check_method_config(cfg)
+    except ValueError as error:
+        raise InputError(str(error)) from None
+    if cfg.num_devices is not None and not 1 <= cfg.num_devices <= jax.local_device_count():
+        raise InputError(f"--num_devices must be in [1, {jax.local_device_count()}], got {cfg.num_devices}")
+    positive = (
+        "learning_rate",
+        "batch_size",
+        "eval_batch_size",
+        "max_length",
+        "epochs",
+        "max_steps",
+        "max_eval_samples",
+        "num_beams",
+        "max_new_tokens",
+        "generate_batch_size",
+        "max_generate_samples",
+    )
+    for name in positive:
+        value = getattr(cfg, name)
+        if value is not None and value <= 0:
+            raise InputError(f"--{name} must be positive, got {value}")
+    for name in ("warmup_steps", "no_repeat_ngram_size", "weight_decay"):
+        if getattr(cfg, name) < 0:
+            raise InputError(f"--{name} must be >= 0, got {getattr(cfg, name)}")
+    if not 0.0 <= cfg.label_smoothing < 1.0:
+        raise InputError(f"--label_smoothing must be in [0, 1), got {cfg.label_smoothing}")
+    for name in ("batch_size", "eval_batch_size", "generate_batch_size"):
+        if getattr(cfg, name) % num_devices:
+            raise InputError(
+                f"--{name} {getattr(cfg, name)} is not divisible by the {num_devices} devices; it is the global batch"
+            )
+    if cfg.max_new_tokens >= cfg.max_length:
+        raise InputError(
+            f"--max_new_tokens {cfg.max_new_tokens} leaves no room for the prompt in --max_length {cfg.max_length}"
+        )
+    if cfg.generate_split not in (None, "validation", "test"):
+        raise InputError(f"--generate_split must be validation or test, got {cfg.generate_split!r}")
+    unknown = sorted(set(cfg.metrics or ()) - set(METRICS))
+    if unknown:
+        raise InputError(f"unknown metrics {unknown}; choose from {', '.join(METRICS)}")
+    if cfg.data_dir is not None and (cfg.train_file or cfg.validation_file or cfg.test_file):
+        raise InputError("give either --data_dir or --train_file/--validation_file/--test_file, not both")
+    if bool(cfg.train_file) != bool(cfg.validation_file):
+        raise InputError("--train_file and --validation_file go together")
+    if cfg.test_file and not cfg.train_file:
+        raise InputError("--test_file needs --train_file and --validation_file")
+    if cfg.data_dir is not None and not Path(cfg.data_dir).is_dir():
+        raise InputError(f"--data_dir {cfg.data_dir} does not exist")
+    for path in (cfg.train_file, cfg.validation_file, cfg.test_file):
+        if path and not Path(path).is_file():
+            raise InputError(f"data file {path} does not exist")
+    looks_like_path = cfg.model.startswith(("/", ".", "~")) or cfg.model.count("/") > 1
+    if looks_like_path and not Path(cfg.model).expanduser().exists():
+        raise InputError(f"--model {cfg.model} does not exist (not a folder, and not a hub id)")
+
+
+def load_data(cfg: NLGConfig, hub_ok: Callable[[], bool] | None = None) -> tuple[dict[str, list[NLGExample]], str]:
+    """``({split: examples}, description)`` from the local files, or from the hub when it is reachable."""
+    try:
+        if cfg.data_dir is not None:
+            return load_nlg_dir(cfg.task, cfg.data_dir), f"{cfg.task} from {cfg.data_dir}"
+        if cfg.train_file:
+            files = {"train": cfg.train_file, "validation": cfg.validation_file, "test": cfg.test_file}
+            named = ", ".join(f"{split} {path}" for split, path in files.items() if path)
+            return load_nlg_files(cfg.task, files), f"{cfg.task} from {named}"
+    except ValueError as error:  # the loaders' one-line errors: missing file, malformed row
+        raise InputError(str(error)) from None
+    if not (hub_ok or hub_reachable)():
+        raise InputError(
+            f"the hub is unreachable, so {cfg.task} cannot be downloaded; pass --data_dir (the dataset's original "
+            "files) or --train_file/--validation_file"
+        )
+    return load_nlg_hub(cfg.task), f"{cfg.task} from the Hugging Face hub"
+
+
+def _check_model(cfg: NLGConfig, hub_ok: Callable[[], bool] | None) -> None:
+    from huggingface_hub import try_to_load_from_cache
+
+    if Path(cfg.model).expanduser().exists():
+        return
+    if not (isinstance(try_to_load_from_cache(cfg.model, "config.json"), str) or (hub_ok or hub_reachable)()):
+        raise InputError(
+            f"--model {cfg.model} is not a local folder, not cached, and the hub is unreachable; "
+            "pass --model FOLDER (a Flax-loadable GPT-2)"
+        )
+
+
+def _steps(cfg: NLGConfig, train_rows: int) -> tuple[int, int]:
+    steps_per_epoch = math.ceil(train_rows / cfg.batch_size)
+    total = cfg.max_steps or cfg.epochs * steps_per_epoch
+    if cfg.warmup_steps >= total:
+        raise InputError(
+            f"--warmup_steps {cfg.warmup_steps} is not below the run's {total} steps; lower it (e.g. "
+            f"--warmup_steps {total // 10})"
+        )
+    return total, math.ceil(total / steps_per_epoch)
+
+
+def validation_loss(eval_step: Callable, trainable: Any, frozen: Any, batches: list, mesh: Any, sparsity: float):
+    """Mean cross-entropy per target token (no label smoothing) over the validation batches."""
+    total, tokens = 0.0, 0.0
+    for batch in tqdm(batches, desc="validation loss", unit="batch", leave=False, dynamic_ncols=True):
+        loss, aux = eval_step(trainable, frozen, shard_batch(batch, mesh), sparsity)
+        total += float(loss) * float(aux["tokens"])
+        tokens += float(aux["tokens"])
+    return total / max(tokens, 1.0)
+
+
+def fit(
+    cfg: NLGConfig, model: Any, tokenizer: Any, data: dict[str, list[NLGExample]], mesh: Mesh, out: Path
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Trains, logs the validation loss after every epoch, exports the final sparse model.
+
+    Returns:
+      ``(summary, params)``: what ``results.json`` reports of the training, and the exported sparse params.
+    """
+    plan = make_plan(model.params, rules_for("gpt2"))
+    buckets = length_buckets(cfg.max_length, smallest=32)
+    train = encode_for_lm(tokenizer, data["train"], cfg.max_length)
+    validation = encode_for_lm(tokenizer, data["validation"][: cfg.max_eval_samples], cfg.max_length)
+    val_batches = list(lm_batches(validation, cfg.eval_batch_size, buckets))
+    total_steps, epochs = _steps(cfg, len(train["input_ids"]))
+
+    method = build_method(cfg, plan)
+    schedule, target = sparsity_schedule(cfg, method, total_steps)
+    optimizer = make_optimizer(
+        cfg.learning_rate,
+        total_steps,
+        cfg.warmup_steps,
+        cfg.weight_decay,
+        scores_learning_rate=cfg.scores_learning_rate,
+    )
+    lr_at = learning_rate_schedule(cfg.learning_rate, total_steps, cfg.warmup_steps)
+    state, frozen = init_train_state(jax.random.key(cfg.seed), model.params, method, optimizer, mesh)
+    train_step = jit_train_step(make_train_step(causal_lm_loss(model, cfg.label_smoothing), method, optimizer), mesh)
+    eval_step = jit_eval_step(make_eval_step(causal_lm_loss(model), method))
+
+    shuffle = np.random.default_rng(cfg.seed)
+    evaluations = []
+    start = time.perf_counter()
+    initial_loss = validation_loss(eval_step, state.trainable, frozen, val_batches, mesh, schedule(0))
+    logger.info("validation loss before training: %.4f", initial_loss)
+    loop = TrainLoop(train_step, frozen, mesh, schedule, lr_at, total_steps, f"{cfg.task} {cfg.method}")
+    with loop, open(out / "metrics.jsonl", "w") as log:
+        for epoch in range(1, epochs + 1):
+            state, losses = loop.epoch(state, lm_batches(train, cfg.batch_size, buckets, shuffle, group_by_length=True))
+            step, sparsity = loop.step, loop.sparsity
+            loss = validation_loss(eval_step, state.trainable, frozen, val_batches, mesh, sparsity)
+            record = {
+                "epoch": epoch,
+                "step": step,
+                "sparsity": sparsity,
+                "train_loss": float(np.mean(losses)),
+                "validation_loss": loss,
+                "validation_perplexity": math.exp(min(loss, 700.0)),
+                "elapsed_s": round(time.perf_counter() - start, 1),
+            }
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+            evaluations.append(record)
+            loop.write(f"epoch {epoch} step {step} sparsity {sparsity:.3f}: validation loss {loss:.4f}")
+    wall = time.perf_counter() - start
+    cost = loop.cost(state, target)
+
+    params = export_model(state.trainable, frozen, schedule(step), method)
+    model.save_pretrained(out / "sparse_model", params=params)
+    tokenizer.save_pretrained(out / "sparse_model")
+    summary = {
+        "steps": step,
+        "epochs": epochs,
+        "wall_time_s": round(wall, 1),
+        "devices": f"{mesh.devices.size} x {jax.devices()[0].device_kind}",
+        "initial_validation_loss": initial_loss,
+        "final": evaluations[-1],
+        "target_sparsity": target,
+        "measured_sparsity": measured_sparsity(params, plan),
+        "parameters": parameter_report(cfg, model.params, plan, state.opt_state),
+        "cost": cost,
+    }
+    return summary, params
+
+
+def generate(
+    cfg: NLGConfig, model: Any, params: Any, tokenizer: Any, examples: list[NLGExample], mesh: Mesh
+) -> list[str]:
+    """Beam-search texts of ``examples`` from ``params`` (the sparse model), in order, post-processed as LoRA's."""
+    run = make_generate(
+        model,
+        num_beams=cfg.num_beams,
+        max_new_tokens=cfg.max_new_tokens,
+        length_penalty=cfg.length_penalty,
+        no_repeat_ngram_size=cfg.no_repeat_ngram_size,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    prompt_length = cfg.max_length - cfg.max_new_tokens
+    buckets = length_buckets(prompt_length, smallest=16)
+    params = replicate(params, mesh)
+    texts = []
+    batches = prompt_batches(tokenizer, [e.source for e in examples], cfg.generate_batch_size, prompt_length, buckets)
+    total = math.ceil(len(examples) / cfg.generate_batch_size)
+    for batch, real in tqdm(batches, total=total, desc=f"beam search ({cfg.num_beams} beams)", unit="batch"):
+        sharded = shard_batch(batch, mesh)
+        tokens = np.asarray(run(params, sharded["input_ids"], sharded["attention_mask"]))[:real]
+        texts.extend(lora_postprocess(text) for text in decode_rows(tokenizer, tokens, tokenizer.eos_token_id))
+    return texts
+
+
+def run(cfg: NLGConfig, hub_ok: Callable[[], bool] | None = None) -> dict[str, Any]:
+    """The whole experiment; returns what it writes to ``results.json``."""
+    check_config(cfg, cfg.num_devices or jax.local_device_count())
+    data, data_name = load_data(cfg, hub_ok)
+    split = cfg.generate_split or ("test" if data.get("test") else "validation")
+    if not data.get(split):
+        raise InputError(f"--generate_split {split}: the data has no {split} split; give --test_file or validation")
+    examples = data[split][: cfg.max_generate_samples]
+    _steps(cfg, sum(len(e.references) for e in data["train"]))  # a bad --warmup_steps fails here, before loading
+    _check_model(cfg, hub_ok)
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    resolved = {**dataclasses.asdict(cfg), "data_used": data_name, "generate_split_used": split}
+    (out / "config.json").write_text(json.dumps(resolved, indent=2) + "\n")
+
+    from transformers import AutoConfig, AutoTokenizer, FlaxGPT2LMHeadModel
+
+    model_config = AutoConfig.from_pretrained(cfg.model)
+    if model_config.model_type != "gpt2":
+        raise InputError(f"model {cfg.model} is a {model_config.model_type!r} model; the NLG tasks here take GPT-2")
+    if cfg.max_length > model_config.n_positions:
+        raise InputError(
+            f"--max_length {cfg.max_length} exceeds the model's {model_config.n_positions} positions; lower it"
+        )
+    tokenizer = AutoTokenizer.from_pretrained(cfg.model)
+    model = FlaxGPT2LMHeadModel.from_pretrained(cfg.model, seed=cfg.seed)
+    mesh = make_mesh(jax.local_devices()[: cfg.num_devices])
+    summary, params = fit(cfg, model, tokenizer, data, mesh, out)
+
+    start = time.perf_counter()
+    texts = generate(cfg, model, params, tokenizer, examples, mesh)
+    generation_s = time.perf_counter() - start
+    with open(out / "predictions.jsonl", "w") as f:
+        for example, text in zip(examples, texts, strict=True):
+            row = {"source": example.source, "prediction": text, "references": list(example.references)}
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    (out / "predictions.txt").write_text("".join(text + "\n" for text in texts))
+    metrics = cfg.metrics or TASK_METRICS[cfg.task]
+    scores = score(texts, [e.references for e in examples], metrics, lowercase=cfg.task == "e2e")
+
+    results = {
+        "task": cfg.task,
+        "model": cfg.model,
+        "data": data_name,
+        "method": cfg.method,
+        "learning_rate": cfg.learning_rate,
+        **summary,
+        "generation": {
+            "split": split,
+            "inputs": len(examples),
+            "num_beams": cfg.num_beams,
+            "length_penalty": cfg.length_penalty,
+            "no_repeat_ngram_size": cfg.no_repeat_ngram_size,
+            "max_new_tokens": cfg.max_new_tokens,
+            "empty_outputs": sum(not text for text in texts),
+            "wall_time_s": round(generation_s, 1),
+        },
+        "metrics": scores,
+    }
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    return results

@@ -1,0 +1,190 @@
+"""experiments.nlg end to end: a tiny GPT-2 with the real GPT-2 tokenizer on real E2E, DART and WebNLG rows."""
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from transformers import FlaxGPT2LMHeadModel, GPT2Config
+
+from experiments import nlg as launcher
+from pst_jax.beam_search import decode_rows, make_generate
+from pst_jax.lm_rows import prompt_batches
+from pst_jax.nlg_data import load_nlg_dir
+from pst_jax.nlg_metrics import lora_postprocess
+from pst_jax.nlg_run import NLGConfig, run
+from pst_jax.rules import GPT2_RULES, flatten, make_plan, read_matrix
+from tests import tiny
+
+FIXTURES = Path(__file__).parent / "fixtures"
+NEVER = lambda: False  # noqa: E731  the hub is unreachable in tests
+
+
+@pytest.fixture(scope="module")
+def gpt2_folder(tmp_path_factory) -> str:
+    """A tiny GPT-2 (1 block, 32 wide, GPT-2's 50,257-token vocabulary) saved with GPT-2's tokenizer."""
+    folder = tmp_path_factory.mktemp("tiny_gpt2")
+    config = GPT2Config(n_embd=32, n_layer=1, n_head=2, n_positions=256, initializer_range=0.2)
+    FlaxGPT2LMHeadModel(config, seed=0).save_pretrained(folder)
+    for name in (FIXTURES / "gpt2_tokenizer").iterdir():
+        shutil.copy(name, folder)
+    return str(folder)
+
+
+def _target_nll(folder: str, examples) -> float:
+    """Mean next-token NLL over the reference tokens and final eos of every (source, reference) pair."""
+    from transformers import AutoTokenizer
+
+    model = FlaxGPT2LMHeadModel.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    eos = tokenizer.eos_token_id
+    forward = jax.jit(lambda ids: jax.nn.log_softmax(model(ids).logits[0]))
+    total, count = 0.0, 0
+    for example in examples:
+        prompt = tokenizer(example.source)["input_ids"] + [eos]
+        for reference in example.references:
+            target = tokenizer(" " + reference)["input_ids"] + [eos]
+            ids = np.zeros((1, 128), np.int32)  # right padding cannot change earlier positions
+            ids[0, : len(prompt) + len(target)] = prompt + target
+            logp = np.asarray(forward(ids))
+            positions = np.arange(len(prompt) - 1, len(prompt) + len(target) - 1)  # logits that predict the target
+            total -= logp[positions, target].sum()
+            count += len(target)
+    return total / count
+
+
+def smoke_config(task: str, model: str, out: Path, **overrides) -> NLGConfig:
+    settings = dict(
+        task=task,
+        model=model,
+        data_dir=str(FIXTURES / "nlg" / task),
+        max_steps=2,
+        warmup_steps=0,
+        batch_size=8,
+        eval_batch_size=8,
+        max_length=128,
+        max_new_tokens=12,
+        num_beams=4,
+        generate_batch_size=4,
+        max_generate_samples=6,
+        metrics=("BLEU", "TER", "ROUGE_L", "NIST", "CIDEr"),  # METEOR (a JVM start) is tested in test_nlg_metrics
+        num_devices=1,
+        output_dir=str(out),
+    )
+    return NLGConfig(**{**settings, **overrides})
+
+
+@pytest.mark.parametrize(("task", "devices"), [("e2e", 1), ("dart", 2), ("webnlg", 4)])
+def test_smoke_run_generates_scores_and_exports_the_target_sparsity(task, devices, gpt2_folder, tmp_path):
+    """A 2-step run per task, on 1, 2 and 4 devices (batches and beam-search prompts split across them)."""
+    cfg = smoke_config(task, gpt2_folder, tmp_path, num_devices=devices)
+    results = run(cfg, hub_ok=NEVER)
+    for name in ("config.json", "metrics.jsonl", "results.json", "predictions.jsonl", "predictions.txt"):
+        assert (tmp_path / name).is_file(), name
+    assert json.loads((tmp_path / "results.json").read_text()) == json.loads(json.dumps(results))
+    assert results["steps"] == 2 and results["target_sparsity"] == 0.9
+
+    # the validation loss before training and after every epoch (DART's 8 training rows are one batch, so
+    # its 2 steps are 2 epochs)
+    data = load_nlg_dir(task, FIXTURES / "nlg" / task)
+    steps_per_epoch = math.ceil(sum(len(e.references) for e in data["train"]) / 8)
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == ([1, 2] if steps_per_epoch == 1 else [2])
+    assert results["final"] == records[-1] and results["epochs"] == len(records)
+    assert np.isfinite([r["validation_loss"] for r in records]).all()
+    # before training PST's model is the pretrained one: its loss, per target token, computed row by row here
+    assert results["initial_validation_loss"] == pytest.approx(_target_nll(gpt2_folder, data["validation"]), rel=1e-5)
+
+    # predictions: one per generated input, in order, with that input's references
+    examples = data["test"][:6]
+    rows = [json.loads(line) for line in (tmp_path / "predictions.jsonl").read_text().splitlines()]
+    assert [(r["source"], r["references"]) for r in rows] == [(e.source, list(e.references)) for e in examples]
+    assert (tmp_path / "predictions.txt").read_text().splitlines() == [r["prediction"] for r in rows]
+    scores = results["metrics"]
+    assert set(scores["computed_by"]) == {"BLEU", "TER", "ROUGE_L", "NIST", "CIDEr"} - set(scores["not_computed"])
+    assert {"BLEU", "TER", "ROUGE_L", "CIDEr"} <= set(scores["computed_by"]) and scores["segments"] == 6
+    assert 0.0 <= scores["BLEU"] <= 100.0 and scores["TER"] >= 0.0
+
+    # the exported model: every planned matrix (q, k and v of the fused c_attn each on its own) has exactly
+    # floor(0.9 * n) zeros, and nothing else is zero
+    model = FlaxGPT2LMHeadModel.from_pretrained(tmp_path / "sparse_model")
+    flat = flatten(model.params)
+    plan = make_plan(model.params, GPT2_RULES)
+    assert {m.name.rsplit(":", 1)[-1] for m in plan.matrices if ":" in m.name} == {"q", "k", "v"}
+    for m in plan.matrices:
+        zeros = int(np.sum(np.asarray(read_matrix(flat[m.path], m)) == 0))
+        assert zeros == math.floor(0.9 * m.numel), m.name
+    sparse = {m.path for m in plan.matrices}
+    assert all(np.all(np.asarray(v) != 0) for p, v in flat.items() if p not in sparse and not p.endswith("bias"))
+
+    # the texts are what the exported checkpoint generates: reload it and decode again, on one device
+    generate = make_generate(
+        model, num_beams=4, max_new_tokens=12, length_penalty=0.8, no_repeat_ngram_size=4, eos_token_id=50256
+    )
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "sparse_model")
+    again = []
+    for batch, real in prompt_batches(tokenizer, [e.source for e in examples], 4, 116, (16, 32, 64, 116)):
+        tokens = np.asarray(generate(model.params, batch["input_ids"], batch["attention_mask"]))[:real]
+        again.extend(lora_postprocess(t) for t in decode_rows(tokenizer, tokens, 50256))
+    assert again == [r["prediction"] for r in rows]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"task": "cnn"}, "unknown task 'cnn'"),
+        ({"sparsity": 1.0}, r"--sparsity must be in \[0, 1\)"),
+        ({"method": "l0"}, "unknown method 'l0'"),
+        ({"max_new_tokens": 128}, "leaves no room for the prompt"),
+        ({"metrics": ("BLEU", "SPICE")}, r"unknown metrics \['SPICE'\]"),
+        ({"warmup_steps": 500}, "--warmup_steps 500 is not below the run's 2 steps"),
+        ({"data_dir": None}, "the hub is unreachable, so e2e cannot be downloaded"),
+        ({"data_dir": None, "train_file": "nowhere.txt", "validation_file": "x.txt"}, "nowhere.txt does not exist"),
+        ({"model": "./no/such/model"}, "does not exist"),
+        ({"model": "gpt2-medium"}, "not a local folder, not cached, and the hub is unreachable"),
+        ({"generate_batch_size": 3, "num_devices": 2}, "not divisible by the 2 devices"),
+        ({"max_length": 1024, "model": "TINY"}, "exceeds the model's 256 positions"),
+    ],
+)
+def test_bad_input_is_one_line_before_any_model_loads(overrides, message, gpt2_folder, tmp_path, monkeypatch):
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before the input was checked")
+
+    monkeypatch.setattr(FlaxGPT2LMHeadModel, "from_pretrained", no_model)
+    with pytest.raises(ValueError, match=message) as error:
+        settings = {"task": "e2e", "model": str(FIXTURES / "gpt2_tokenizer"), **overrides}
+        settings["model"] = gpt2_folder if settings["model"] == "TINY" else settings["model"]
+        run(smoke_config(settings.pop("task"), settings.pop("model"), tmp_path / "out", **settings), hub_ok=NEVER)
+    assert "\n" not in str(error.value)
+
+
+def test_malformed_row_and_non_gpt2_model_are_one_line_errors(tmp_path):
+    bad = tmp_path / "valid.txt"
+    bad.write_text("name : A||fine\nname : B without separator\n")
+    cfg = smoke_config("e2e", "unused", tmp_path / "out", data_dir=None, train_file=str(bad), validation_file=str(bad))
+    with pytest.raises(ValueError, match="line 2"):
+        run(cfg, hub_ok=NEVER)
+    bert = tiny.save_bert_folder(tmp_path / "bert", ["a b c"], num_layers=1)
+    with pytest.raises(ValueError, match="is a 'bert' model; the NLG tasks here take GPT-2"):
+        run(smoke_config("e2e", bert, tmp_path / "out2"), hub_ok=NEVER)
+
+
+def test_launcher_parses_the_paper_recipe_and_reports_errors(capsys, tmp_path):
+    cfg = launcher.parse_args(["--task", "dart"])
+    assert (cfg.model, cfg.learning_rate, cfg.warmup_steps, cfg.epochs, cfg.max_length) == (
+        "gpt2-medium",
+        1e-4,
+        500,
+        5,
+        512,
+    )
+    assert (cfg.label_smoothing, cfg.weight_decay, cfg.num_beams, cfg.length_penalty) == (0.1, 0.0, 10, 0.8)
+    assert cfg.no_repeat_ngram_size == 4 and cfg.output_dir == "runs/nlg-dart-pst"
+    assert launcher.parse_args(["--metrics", "BLEU,TER"]).metrics == ("BLEU", "TER")
+    assert launcher.main(["--task", "e2e", "--sparsity", "1.5", "--output_dir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == "error: --sparsity must be in [0, 1), got 1.5"
