@@ -1,9 +1,12 @@
 """Times PST's exact top-k mask (radix select) against a full sort, on BERT-base's matrix shapes.
 
     python -m experiments.benchmark_topk            # one 768x768 and one 768x3072 matrix, sparsity 0.9
+    python -m experiments.benchmark_topk --methods pst,movement,magnitude   # whole BERT-base, per method
 
 Prints milliseconds per call (median of --repeats after a warm-up) and the implied cost for all
-72 encoder matrices of BERT-base.
+72 encoder matrices of BERT-base. With ``--methods``: for each method, the compile time and the run time
+of one jitted forward and backward through its effective params on BERT-base (random weights), masks of
+all 72 matrices included (no model forward).
 """
 
 import argparse
@@ -34,12 +37,40 @@ def time_ms(fn, x, repeats: int) -> float:
     return statistics.median(times)
 
 
+def time_methods(names: list[str], sparsity: float, repeats: int) -> None:
+    """Compile and run time of value-and-grad through each method's effective params, on BERT-base."""
+    from transformers import BertConfig, FlaxBertForSequenceClassification
+
+    from pst_jax import BERT_RULES, make_method, make_plan
+    from pst_jax.rules import flatten
+
+    model = FlaxBertForSequenceClassification(BertConfig(), seed=0)
+    plan = make_plan(model.params, BERT_RULES)
+    for name in names:
+        method = make_method(name, plan)
+        trainable, frozen = jax.jit(method.init)(jax.random.key(0), model.params)
+
+        def objective(trainable, frozen, s, method=method):
+            params = flatten(method.effective_params(trainable, frozen, s))
+            return sum(jnp.sum(params[m.path] ** 2) for m in plan.matrices)
+
+        start = time.perf_counter()
+        step = jax.jit(jax.value_and_grad(objective)).lower(trainable, frozen, jnp.float32(sparsity)).compile()
+        compile_s = time.perf_counter() - start
+        ms = time_ms(lambda t, step=step, frozen=frozen: step(t, frozen, jnp.float32(sparsity)), trainable, repeats)
+        print(f"{name:>10}: compile {compile_s:6.1f} s, forward + backward {ms / 1e3:6.3f} s", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sparsity", type=float, default=0.9)
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--methods", help="comma-separated methods to time on BERT-base instead")
     args = parser.parse_args()
     print(f"backend: {jax.default_backend()} ({jax.devices()[0].device_kind}), sparsity {args.sparsity}")
+    if args.methods:
+        time_methods(args.methods.split(","), args.sparsity, args.repeats)
+        return
     totals = {"radix select": 0.0, "sort": 0.0}
     for shape, count in (((768, 768), 48), ((768, 3072), 24)):
         x = jax.random.normal(jax.random.key(0), shape)

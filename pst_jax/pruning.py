@@ -26,10 +26,9 @@ import jax.numpy as jnp
 from jax import lax
 
 from pst_jax.methods import Method, Trainable
-from pst_jax.pst import check_sparsity
-from pst_jax.rules import Matrix, Plan, flatten, read_matrix, unflatten
-from pst_jax.topk import keep_mask, kth_smallest_key, sortable_keys, topk_mask
-from pst_jax.tree import map_matrices
+from pst_jax.rules import Plan, flatten, unflatten
+from pst_jax.topk import keep_masks, kth_smallest_key, sortable_keys, topk_masks
+from pst_jax.tree import masked_matrices, read_matrices, rewrite_matrices
 from pst_jax.types import Array, FlatParams, Params
 
 #: The reference's soft-movement floor: at least ``int(0.005 * numel) + 1`` weights of a matrix are kept.
@@ -38,7 +37,10 @@ REFERENCE_MIN_KEEP = 0.005
 #: pass it as ``freeze=`` to the pruning baselines to reproduce that (BERT / RoBERTa).
 REFERENCE_FROZEN = r"(^|/)embeddings/"
 
-MaskFn = Callable[[Matrix, Array], Array]
+#: ``{name: W} -> {name: scores}`` of the planned matrices.
+ScoresFn = Callable[[dict[str, Array]], dict[str, Array]]
+#: ``(score matrices, sparsity) -> masks``, e.g. :func:`~pst_jax.topk.topk_masks`.
+MasksFn = Callable[[list[Array], Array], list[Array]]
 
 
 # --- shared helpers ------------------------------------------------------------------------------------------------
@@ -53,9 +55,14 @@ def split_weights(params: Params, freeze: str | None) -> tuple[FlatParams, FlatP
     return {p: v for p, v in flat.items() if not regex.search(p)}, {p: v for p, v in flat.items() if regex.search(p)}
 
 
-def _masked_kernels(flat: FlatParams, plan: Plan, mask_fn: MaskFn) -> dict[str, Array]:
-    """Every sparsified kernel with each of its matrices ``W`` replaced by ``mask_fn(m, W) * W``."""
-    return map_matrices(flat, plan, lambda m, w: mask_fn(m, w) * w)
+def _masked_kernels(flat: FlatParams, plan: Plan, scores_of: ScoresFn, masks_fn: MasksFn, sparsity: Array):
+    """Every sparsified kernel with each of its matrices ``W`` replaced by ``M * W``, ``M`` from its scores."""
+    return rewrite_matrices(flat, plan, lambda ws: masked_matrices(ws, scores_of(ws), sparsity, masks_fn)[0])
+
+
+def _masks(flat: FlatParams, plan: Plan, scores_of: ScoresFn, masks_fn: MasksFn, sparsity: Array):
+    ws = read_matrices(flat, plan)
+    return masked_matrices(ws, scores_of(ws), sparsity, masks_fn)[1]
 
 
 def _zero_scores(plan: Plan) -> dict[str, Array]:
@@ -67,26 +74,23 @@ def _scores_method(
     name: str,
     plan: Plan,
     freeze: str | None,
-    score_mask: Callable[[Array, Array], Array],
+    masks_fn: MasksFn,
     regularizer: Callable[[Trainable, Array], Array] | None = None,
 ) -> Method:
-    """A method training the weights and one score per planned weight; ``M = score_mask(scores, sparsity)``."""
+    """A method training the weights and one score per planned weight; ``M = masks_fn(scores, sparsity)``."""
 
     def init(key: Array, params: Params):
         weights, frozen = split_weights(params, freeze)
         return {"weights": weights, "scores": _zero_scores(plan)}, frozen
 
     def effective_params(trainable: Trainable, frozen: FlatParams, sparsity: Array):
-        check_sparsity(sparsity)
-        sparsity = jnp.asarray(sparsity, jnp.float32)
-        scores = trainable["scores"]
         flat = {**frozen, **trainable["weights"]}
-        flat.update(_masked_kernels(flat, plan, lambda m, w: score_mask(scores[m.name], sparsity).astype(w.dtype)))
+        flat.update(_masked_kernels(flat, plan, lambda ws: trainable["scores"], masks_fn, sparsity))
         return unflatten(flat)
 
     def masks(trainable: Trainable, frozen: FlatParams, sparsity: Array):
-        sparsity = jnp.asarray(sparsity, jnp.float32)
-        return {m.name: score_mask(trainable["scores"][m.name], sparsity) for m in plan.matrices}
+        flat = {**frozen, **trainable["weights"]}
+        return _masks(flat, plan, lambda ws: trainable["scores"], masks_fn, sparsity)
 
     return Method(name, init, effective_params, sparse=True, regularizer=regularizer, masks=masks)
 
@@ -108,23 +112,20 @@ def magnitude(plan: Plan, freeze: str | None = None) -> Method:
       >>> method = magnitude(make_plan(model.params, BERT_RULES))  # doctest: +SKIP
     """
 
-    def mask_fn(sparsity: Array) -> MaskFn:
-        return lambda m, w: keep_mask(jnp.abs(lax.stop_gradient(w)), sparsity).astype(w.dtype)
+    def magnitudes(ws: dict[str, Array]) -> dict[str, Array]:
+        return {name: jnp.abs(lax.stop_gradient(w)) for name, w in ws.items()}
 
     def init(key: Array, params: Params):
         weights, frozen = split_weights(params, freeze)
         return {"weights": weights}, frozen
 
     def effective_params(trainable: Trainable, frozen: FlatParams, sparsity: Array):
-        check_sparsity(sparsity)
         flat = {**frozen, **trainable["weights"]}
-        flat.update(_masked_kernels(flat, plan, mask_fn(jnp.asarray(sparsity, jnp.float32))))
+        flat.update(_masked_kernels(flat, plan, magnitudes, keep_masks, sparsity))
         return unflatten(flat)
 
     def masks(trainable: Trainable, frozen: FlatParams, sparsity: Array):
-        flat = {**frozen, **trainable["weights"]}
-        keep = mask_fn(jnp.asarray(sparsity, jnp.float32))
-        return {m.name: keep(m, read_matrix(flat[m.path], m)) for m in plan.matrices}
+        return _masks({**frozen, **trainable["weights"]}, plan, magnitudes, keep_masks, sparsity)
 
     return Method("magnitude", init, effective_params, sparse=True, masks=masks)
 
@@ -156,7 +157,7 @@ def movement(plan: Plan, freeze: str | None = None) -> Method:
     Example:
       >>> method = movement(make_plan(model.params, BERT_RULES))  # doctest: +SKIP
     """
-    return _scores_method("movement", plan, freeze, topk_mask)
+    return _scores_method("movement", plan, freeze, topk_masks)
 
 
 # --- soft movement pruning -------------------------------------------------------------------------------------------
@@ -262,12 +263,12 @@ def soft_movement(
     def tau(sparsity: Array) -> Array:
         return soft_threshold(sparsity, final_sparsity, final_threshold, initial_threshold)
 
-    def score_mask(scores: Array, sparsity: Array) -> Array:
-        return threshold_mask(scores, tau(sparsity), min_keep)
+    def score_masks(scores: list[Array], sparsity: Array) -> list[Array]:
+        return [threshold_mask(s, tau(sparsity), min_keep) for s in scores]
 
     def regularizer(trainable: Trainable, sparsity: Array) -> Array:
         regu_lambda = final_lambda * tau(sparsity) / final_threshold
         per_matrix = [jnp.mean(jax.nn.sigmoid(s)) for s in trainable["scores"].values()]
         return regu_lambda * jnp.mean(jnp.stack(per_matrix))
 
-    return _scores_method("soft_movement", plan, freeze, score_mask, regularizer)
+    return _scores_method("soft_movement", plan, freeze, score_masks, regularizer)

@@ -13,8 +13,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from pst_jax.config import PSTConfig
-from pst_jax.pst import check_sparsity, init_factors, mask, masked_kernel
+from pst_jax.pst import adapted_kernel, check_sparsity, importance, init_factors
 from pst_jax.rules import Matrix, Plan, flatten, read_matrix, unflatten, write_kernel
+from pst_jax.topk import topk_masks
 from pst_jax.types import Array, Factors, Masks, Params
 
 
@@ -30,24 +31,62 @@ def init_pst(key: Array, plan: Plan, config: PSTConfig = PSTConfig(), dtype=jnp.
     return {m.name: init_factors(k, m.d_in, m.d_out, config, dtype) for k, m in zip(keys, plan.matrices, strict=False)}
 
 
-def map_matrices(params: Params, plan: Plan, fn: Callable[[Matrix, Array], Array]) -> dict[str, Array]:
-    """Every sparsified kernel with each of its ``(d_in, d_out)`` matrices ``w`` replaced by ``fn(m, w)``.
-
-    The one place that reads matrices out of stored kernels and writes them back (layouts, fused parts);
-    PST and the baselines only say what happens to one matrix.
-    """
+def read_matrices(params: Params, plan: Plan) -> dict[str, Array]:
+    """Every planned ``(d_in, d_out)`` matrix of ``params``, keyed by matrix name."""
     flat = flatten(params)
-    return {
-        path: write_kernel((fn(m, read_matrix(flat[path], m)) for m in ms), ms[0].layout)
-        for path, ms in plan.by_kernel().items()
-    }
+    return {m.name: read_matrix(flat[m.path], m) for m in plan.matrices}
+
+
+def rewrite_matrices(
+    params: Params, plan: Plan, fn: Callable[[dict[str, Array]], dict[str, Array]]
+) -> dict[str, Array]:
+    """Every sparsified kernel with its matrices replaced: ``fn`` maps ``{name: matrix}`` to new matrices.
+
+    The one place that reads matrices out of stored kernels and writes them back (layouts, fused parts).
+    ``fn`` sees all matrices at once, so it can select the masks of same-shape matrices together.
+    """
+    new = fn(read_matrices(params, plan))
+    return {path: write_kernel((new[m.name] for m in ms), ms[0].layout) for path, ms in plan.by_kernel().items()}
+
+
+def map_matrices(params: Params, plan: Plan, fn: Callable[[Matrix, Array], Array]) -> dict[str, Array]:
+    """Every sparsified kernel with each of its ``(d_in, d_out)`` matrices ``w`` replaced by ``fn(m, w)``."""
+    return rewrite_matrices(params, plan, lambda ws: {m.name: fn(m, ws[m.name]) for m in plan.matrices})
+
+
+def masked_matrices(
+    weights: dict[str, Array],
+    scores: dict[str, Array],
+    sparsity: Array | float,
+    mask_fn: Callable[[list[Array], Array], list[Array]] = topk_masks,
+) -> tuple[dict[str, Array], dict[str, Array]]:
+    """``({name: M * W}, {name: M})`` with ``M`` the top-k mask of each matrix's scores (same shapes together).
+
+    ``mask_fn`` maps a list of score matrices and the sparsity to their masks, as :func:`~pst_jax.topk.topk_masks`
+    (straight-through gradient) does.
+    """
+    check_sparsity(sparsity)
+    names = list(scores)
+    found = mask_fn([scores[n] for n in names], jnp.asarray(sparsity, jnp.float32))
+    masks_ = {n: m.astype(weights[n].dtype) for n, m in zip(names, found, strict=True)}
+    return {n: masks_[n] * weights[n] for n in names}, masks_
+
+
+def _pst_weights_and_scores(
+    matrices: dict[str, Array], factors: Factors, config: PSTConfig
+) -> tuple[dict[str, Array], dict[str, Array]]:
+    adapted = {name: adapted_kernel(w, factors[name], config) for name, w in matrices.items()}
+    return adapted, {name: importance(a, factors[name], config) for name, a in adapted.items()}
 
 
 def sparse_kernels(
     params: Params, factors: Factors, sparsity: Array | float, plan: Plan, config: PSTConfig = PSTConfig()
 ) -> dict[str, Array]:
-    """The masked adapted kernel of every sparsified path, in its stored layout."""
-    return map_matrices(params, plan, lambda m, w: masked_kernel(w, factors[m.name], sparsity, config))
+    """The masked adapted kernel of every sparsified path, in its stored layout (:func:`~pst_jax.pst.masked_kernel`
+    of each matrix, the masks of same-shape matrices selected together)."""
+    return rewrite_matrices(
+        params, plan, lambda ws: masked_matrices(*_pst_weights_and_scores(ws, factors, config), sparsity)[0]
+    )
 
 
 def merge(
@@ -67,8 +106,7 @@ def masks(
     params: Params, factors: Factors, sparsity: Array | float, plan: Plan, config: PSTConfig = PSTConfig()
 ) -> Masks:
     """The 0/1 mask of every matrix, ``(d_in, d_out)``, keyed by matrix name."""
-    flat = flatten(params)
-    return {m.name: mask(read_matrix(flat[m.path], m), factors[m.name], sparsity, config) for m in plan.matrices}
+    return masked_matrices(*_pst_weights_and_scores(read_matrices(params, plan), factors, config), sparsity)[1]
 
 
 def export(

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pst_jax import keep_mask, prune_count, topk_mask
-from pst_jax.topk import kth_smallest_key, sortable_keys
+from pst_jax.topk import keep_masks, kth_smallest_key, sortable_keys, topk_masks
 
 
 def reference_keep(scores: np.ndarray, sparsity: float) -> np.ndarray:
@@ -69,4 +69,44 @@ def test_straight_through_gradient_is_identity():
         scores, jnp.float32(0.6)
     )
     np.testing.assert_array_equal(grad_scores, g)
+    assert grad_sparsity == 0.0
+
+
+@pytest.mark.parametrize("sparsity", [0.0, 0.5, 0.9])
+def test_grouped_masks_match_stable_sort_per_matrix(sparsity):
+    """Same-shape matrices share one select: a group where only some matrices have partial ties at the
+    threshold (one cond for the whole stack), a group without ties, and a lone matrix of another dtype."""
+    rng = np.random.default_rng(7)
+    scores = [
+        rng.standard_normal((37, 53)).astype(np.float32),
+        rng.integers(0, 5, (37, 53)).astype(np.float32),  # partial ties at every threshold
+        rng.standard_normal((11, 20)).astype(np.float32),
+        np.full((37, 53), 0.25, np.float32),  # one run of ties: all pruned or all kept but the last
+        rng.standard_normal((11, 20)).astype(np.float32),
+        rng.standard_normal((37, 53)).astype(np.float32),
+    ]
+    bf16 = jnp.asarray(rng.standard_normal((37, 53)), jnp.bfloat16)
+    got = jax.jit(keep_masks)([jnp.asarray(x) for x in scores] + [bf16], sparsity)
+    expected = [reference_keep(x, sparsity) for x in scores] + [reference_keep(np.asarray(bf16, np.float32), sparsity)]
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected, strict=True):
+        assert g.shape == e.shape
+        np.testing.assert_array_equal(np.asarray(g), e)
+
+
+def test_grouped_straight_through_gradient_is_identity():
+    rng = np.random.default_rng(0)
+    scores = [jnp.asarray(rng.standard_normal(shape), jnp.float32) for shape in ((5, 6), (5, 6), (3, 2))]
+    g = [jnp.asarray(rng.standard_normal(x.shape), jnp.float32) for x in scores]
+
+    def loss(s, p):
+        return sum(jnp.sum(gi * mi) for gi, mi in zip(g, topk_masks(s, p), strict=True))
+
+    masks = topk_masks(scores, jnp.float32(0.6))
+    assert [m.dtype for m in masks] == [jnp.float32] * 3
+    for m, x in zip(masks, scores, strict=True):
+        np.testing.assert_array_equal(np.asarray(m), reference_keep(np.asarray(x), 0.6).astype(np.float32))
+    grad_scores, grad_sparsity = jax.grad(loss, argnums=(0, 1))(scores, jnp.float32(0.6))
+    for got, want in zip(grad_scores, g, strict=True):
+        np.testing.assert_array_equal(got, want)
     assert grad_sparsity == 0.0
