@@ -11,6 +11,7 @@ from pst_jax.nlg_data import (
     e2e_source_from_hub,
     examples_from_hub_rows,
     load_nlg_dir,
+    load_nlg_hub,
     read_dart,
     read_e2e,
     read_webnlg,
@@ -165,3 +166,31 @@ def test_hub_rows_linearise_like_the_original_files():
     assert examples_from_hub_rows("webnlg", [row]) == [
         NLGExample("India : leaderName : Sumitra_Mahajan | India : capital : New_Delhi", ("one", "two"))
     ]
+
+
+def test_hub_loader_maps_splits_and_rows(monkeypatch):
+    """load_nlg_hub on a stand-in for datasets.load_dataset (the hub is unreachable in tests)."""
+    import datasets
+
+    rows = {
+        "train": [{"meaning_representation": "name[Aromi], eatType[coffee shop]", "human_reference": " Aromi. "}],
+        "validation": [
+            {"meaning_representation": "name[X], area[riverside]", "human_reference": "X is by the river."},
+            {"meaning_representation": "name[X], area[riverside]", "human_reference": "X: riverside."},
+        ],
+    }
+    calls = []
+
+    def load_dataset(repo, config=None, cache_dir=None):
+        calls.append((repo, config))
+        return datasets.DatasetDict({split: datasets.Dataset.from_list(r) for split, r in rows.items()})
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    splits = load_nlg_hub("e2e")
+    assert calls == [("tuetschek/e2e_nlg", None)] and sorted(splits) == ["train", "validation"]  # no test split
+    assert splits["train"] == [NLGExample("name : Aromi | Type : coffee shop", ("Aromi.",))]
+    assert splits["validation"] == [NLGExample("name : X | area : riverside", ("X is by the river.", "X: riverside."))]
+
+    del rows["validation"]
+    with pytest.raises(ValueError, match=r"lacks the splits \['validation'\]"):
+        load_nlg_hub("e2e")

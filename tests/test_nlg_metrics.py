@@ -50,6 +50,15 @@ def test_sacrebleu_readme_example():
     assert "nrefs:2" in result["computed_by"]["BLEU"]
 
 
+def test_bleu_by_hand():
+    # "the cat sat on the mat" against "the cat sat on a mat": clipped n-gram precisions 5/6 ("the" counts
+    # once), 3/5, 2/4 and 1/3; equal lengths, so no brevity penalty. BLEU = (5/6 * 3/5 * 2/4 * 1/3) ** (1/4).
+    expected = 100 * (5 / 6 * 3 / 5 * 2 / 4 * 1 / 3) ** 0.25
+    assert score(["the cat sat on the mat"], [["the cat sat on a mat"]], metrics=["BLEU"])["BLEU"] == pytest.approx(
+        expected
+    )
+
+
 def test_variable_number_of_references():
     hyps = ["The dog bit the man.", "It wasn't surprising."]
     refs = [["The dog bit the man."], ["It was not unexpected.", "No one was surprised.", "It wasn't surprising."]]
