@@ -73,3 +73,37 @@ def test_exported_params_run_in_the_model(bert):
     want = bert(ids, params=merged).logits
     got = bert(ids, params=export(bert.params, factors, 0.5, plan)).logits
     chex.assert_trees_all_close(got, want, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name,rules", [MODELS[0], MODELS[2]])
+def test_merge_gradient_equals_autodiff_of_each_masked_kernel(request, name, rules):
+    """merge (masks of same-shape matrices selected together, GPT-2's fused c_attn split) against
+    pst.masked_kernel matrix by matrix, whose values and gradients tests/test_pst.py checks against NumPy."""
+    from pst_jax.pst import masked_kernel
+
+    model = request.getfixturevalue(name)
+    plan = make_plan(model.params, rules)
+    rng = np.random.default_rng(0)
+    factors = jax.tree.map(
+        lambda x: jax.numpy.asarray(rng.standard_normal(x.shape), x.dtype), init_pst(jax.random.key(0), plan)
+    )
+    flat = flatten(model.params)
+    weights = {m.path: jax.numpy.asarray(rng.standard_normal(flat[m.path].shape), np.float32) for m in plan.matrices}
+
+    def via_merge(f):
+        merged = flatten(merge(model.params, f, 0.6, plan))
+        return sum(jax.numpy.sum(weights[p] * merged[p] ** 2) for p in weights)
+
+    def via_each(f):
+        total = 0.0
+        for path, ms in plan.by_kernel().items():
+            kernels = [masked_kernel(read_matrix(flat[path], m), f[m.name], 0.6) for m in ms]
+            joined = kernels[0] if len(kernels) == 1 else jax.numpy.concatenate(kernels, axis=1)
+            kernel = joined if ms[0].layout == "in_out" else joined.T
+            total = total + jax.numpy.sum(weights[path] * kernel**2)
+        return total
+
+    got_value, got = jax.jit(jax.value_and_grad(via_merge))(factors)
+    want_value, want = jax.jit(jax.value_and_grad(via_each))(factors)
+    np.testing.assert_allclose(got_value, want_value, rtol=1e-5)
+    chex.assert_trees_all_close(got, want, rtol=1e-4, atol=1e-5)
