@@ -95,7 +95,8 @@ class Sources:
     embedded: bool  # the offline default stood in for the model hub
 
 
-def _looks_like_path(model: str) -> bool:
+def looks_like_path(model: str) -> bool:
+    """Whether ``--model`` is meant as a folder rather than a hub id (so a missing one is an error at once)."""
     return model.startswith((os.sep, ".", "~")) or model.count("/") > 1 or model.endswith("/")
 
 
@@ -132,7 +133,7 @@ def check_config(cfg: GlueConfig, num_devices: int) -> GlueTask:
     for path in [cfg.train_file, *(cfg.validation_file or [])]:
         if path and not Path(path).is_file():
             raise InputError(f"data file {path} does not exist")
-    if cfg.model is not None and not Path(cfg.model).expanduser().exists() and _looks_like_path(cfg.model):
+    if cfg.model is not None and not Path(cfg.model).expanduser().exists() and looks_like_path(cfg.model):
         raise InputError(f"--model {cfg.model} does not exist (not a folder, and not a hub id)")
     return task
 
@@ -166,7 +167,8 @@ def load_glue_cached(task: GlueTask) -> Any | None:
             setattr(module, name, value)
 
 
-def _hub_model_cached(model_id: str) -> bool:
+def hub_model_cached(model_id: str) -> bool:
+    """Whether the hub model ``model_id`` is in the local Hugging Face cache."""
     from huggingface_hub import try_to_load_from_cache
 
     return isinstance(try_to_load_from_cache(model_id, "config.json"), str)
@@ -213,9 +215,9 @@ def _resolve_sources(cfg: GlueConfig, task: GlueTask, hub_ok: Callable[[], bool]
 
     if cfg.model is not None:
         model = model_name = cfg.model
-        if not Path(model).expanduser().exists() and not online_now() and not _hub_model_cached(model):
+        if not Path(model).expanduser().exists() and not online_now() and not hub_model_cached(model):
             raise InputError(f"--model {model} is not a local folder, not cached, and the model hub is unreachable")
-    elif online_now() or _hub_model_cached(PAPER_MODEL):
+    elif online_now() or hub_model_cached(PAPER_MODEL):
         model = model_name = PAPER_MODEL
     else:
         model, model_name = embedded_model_path(), EMBEDDED_MODEL_NAME

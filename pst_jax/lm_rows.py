@@ -163,9 +163,16 @@ def prompt_batches(
     The width is the smallest bucket that holds the batch's longest prompt (cut to ``max_length``); the
     last batch is filled with copies of its first prompt, whose outputs the caller drops.
     """
+    _, pad = _special_ids(tokenizer)
     for start in range(0, len(sources), batch_size):
         chunk = list(sources[start : start + batch_size])
-        longest = encode_prompts(tokenizer, chunk, max_length)["input_ids"].shape[1]
-        width = next(b for b in buckets if b >= longest)
         filled = chunk + [chunk[0]] * (batch_size - len(chunk))
-        yield encode_prompts(tokenizer, filled, max_length, pad_to=width), len(chunk)
+        prompts = encode_prompts(tokenizer, filled, max_length)  # left-padded to its longest prompt
+        extra = next(b for b in buckets if b >= prompts["input_ids"].shape[1]) - prompts["input_ids"].shape[1]
+        yield (
+            {
+                "input_ids": np.pad(prompts["input_ids"], ((0, 0), (extra, 0)), constant_values=pad),
+                "attention_mask": np.pad(prompts["attention_mask"], ((0, 0), (extra, 0))),
+            },
+            len(chunk),
+        )

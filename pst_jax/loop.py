@@ -16,8 +16,7 @@ from pst_jax.train import TrainState
 class TrainLoop:
     """Runs ``train_step`` over host batches until ``total_steps``, one epoch per :meth:`epoch` call.
 
-    Step ``t`` trains at ``schedule(t)``; each step is synced on its loss so that :attr:`timer` times it
-    alone (a step that meets a new batch width compiles and is left out of the median).
+    Step ``t`` trains at ``schedule(t)``. :attr:`timer` holds each step's time (see :meth:`epoch`).
 
     Example::
 
@@ -40,6 +39,7 @@ class TrainLoop:
         self.train_step, self.frozen, self.mesh = train_step, frozen, mesh
         self.schedule, self.lr_at, self.total_steps = schedule, lr_at, total_steps
         self.step = 0
+        self._done = 0.0  # when the last step finished (or, before an epoch's first, when it was dispatched)
         self.timer = StepTimer()
         self.bar = tqdm(total=total_steps, desc=description, unit="step", dynamic_ncols=True)
 
@@ -55,23 +55,43 @@ class TrainLoop:
         return self.schedule(self.step)
 
     def epoch(self, state: TrainState, batches: Iterable[dict[str, Any]]) -> tuple[TrainState, list[float]]:
-        """Steps over ``batches`` (stopping at ``total_steps``); returns the new state and each step's loss."""
-        losses = []
+        """Steps over ``batches`` (stopping at ``total_steps``); returns the new state and each step's loss.
+
+        Step ``t + 1`` is dispatched before step ``t``'s loss is read, so the host prepares and dispatches
+        the next batch while the device runs. A step's time is the gap between two finished steps; a gap
+        in which a new batch width compiled is left out of the median.
+        """
+        losses: list[float] = []
+        pending = None  # (loss, batch, whether its own interval holds a compile) of the last dispatched step
         for batch in batches:
             sparsity = self.schedule(self.step)
             sharded = shard_batch(batch, self.mesh)
-            tick = time.perf_counter()
-            state, metrics = self.train_step(state, self.frozen, sharded, sparsity)
-            losses.append(float(metrics["loss"]))  # synced, so the step's time is its own
-            self.timer.add(time.perf_counter() - tick, sharded)
+            compiles = self.timer.see(sharded)
+            if pending is None:
+                self._done = time.perf_counter()
+            state, metrics = self.train_step(state, self.frozen, sharded, sparsity)  # compiles here if new
+            if pending is not None:
+                self._finish(pending, losses, compiled=pending[2] or compiles)
+            pending = (metrics["loss"], sharded, compiles and pending is None)  # first of the epoch: own compile
             self.step += 1
             self.bar.update(1)
             if self.step % 10 == 0 or self.step == self.total_steps:
                 lr = float(self.lr_at(self.step))
-                self.bar.set_postfix(loss=f"{losses[-1]:.4f}", sparsity=f"{sparsity:.3f}", lr=f"{lr:.2e}")
+                last = f"{losses[-1]:.4f}" if losses else "..."
+                self.bar.set_postfix(loss=last, sparsity=f"{sparsity:.3f}", lr=f"{lr:.2e}")
             if self.step >= self.total_steps:
                 break
+        if pending is not None:
+            self._finish(pending, losses, compiled=pending[2])
         return state, losses
+
+    def _finish(self, pending: tuple, losses: list[float], compiled: bool) -> None:
+        """Waits for a dispatched step (reading its loss) and records the time since the previous one finished."""
+        loss, batch, _ = pending
+        losses.append(float(loss))
+        now = time.perf_counter()
+        self.timer.add(now - self._done, batch, compiled)
+        self._done = now
 
     def cost(self, state: TrainState, sparsity: float) -> dict[str, Any]:
         """The ``cost`` record of ``results.json``: step times, and the memory of the step compiled at the

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from pst_jax.batching import length_buckets
 from pst_jax.beam_search import decode_rows, make_generate
 from pst_jax.glue_data import hub_reachable
-from pst_jax.glue_run import InputError, measured_sparsity
+from pst_jax.glue_run import InputError, hub_model_cached, looks_like_path, measured_sparsity
 from pst_jax.lm_rows import encode_for_lm, lm_batches, prompt_batches
 from pst_jax.loop import TrainLoop
 from pst_jax.losses import causal_lm_loss
@@ -154,8 +154,7 @@ def check_config(cfg: NLGConfig, num_devices: int) -> None:
     for path in (cfg.train_file, cfg.validation_file, cfg.test_file):
         if path and not Path(path).is_file():
             raise InputError(f"data file {path} does not exist")
-    looks_like_path = cfg.model.startswith(("/", ".", "~")) or cfg.model.count("/") > 1
-    if looks_like_path and not Path(cfg.model).expanduser().exists():
+    if looks_like_path(cfg.model) and not Path(cfg.model).expanduser().exists():
         raise InputError(f"--model {cfg.model} does not exist (not a folder, and not a hub id)")
 
 
@@ -179,11 +178,9 @@ def load_data(cfg: NLGConfig, hub_ok: Callable[[], bool] | None = None) -> tuple
 
 
 def _check_model(cfg: NLGConfig, hub_ok: Callable[[], bool] | None) -> None:
-    from huggingface_hub import try_to_load_from_cache
-
     if Path(cfg.model).expanduser().exists():
         return
-    if not (isinstance(try_to_load_from_cache(cfg.model, "config.json"), str) or (hub_ok or hub_reachable)()):
+    if not (hub_model_cached(cfg.model) or (hub_ok or hub_reachable)()):
         raise InputError(
             f"--model {cfg.model} is not a local folder, not cached, and the hub is unreachable; "
             "pass --model FOLDER (a Flax-loadable GPT-2)"
@@ -203,12 +200,12 @@ def _steps(cfg: NLGConfig, train_rows: int) -> tuple[int, int]:
 
 def validation_loss(eval_step: Callable, trainable: Any, frozen: Any, batches: list, mesh: Any, sparsity: float):
     """Mean cross-entropy per target token (no label smoothing) over the validation batches."""
-    total, tokens = 0.0, 0.0
+    sums = []  # device scalars: read once at the end, so batches are dispatched without waiting
     for batch in tqdm(batches, desc="validation loss", unit="batch", leave=False, dynamic_ncols=True):
         loss, aux = eval_step(trainable, frozen, shard_batch(batch, mesh), sparsity)
-        total += float(loss) * float(aux["tokens"])
-        tokens += float(aux["tokens"])
-    return total / max(tokens, 1.0)
+        sums.append((loss * aux["tokens"], aux["tokens"]))
+    total, tokens = np.asarray(jax.device_get(sums), np.float64).sum(axis=0)
+    return float(total / max(tokens, 1.0))
 
 
 def fit(

@@ -64,25 +64,28 @@ def median_step_time(durations: list[float], skip: set[int] = frozenset()) -> fl
 
 
 class StepTimer:
-    """Durations of a training loop's steps, which of them compiled, and its widest batch.
-
-    A step that meets a new batch width (length bucket) compiles; its time is left out of the median.
-    """
+    """Durations of a training loop's steps, which of them include compiling, and its widest batch."""
 
     def __init__(self) -> None:
         self.durations: list[float] = []
-        self.compiling: set[int] = set()
+        self.compiling: set[int] = set()  # indices of durations that include a compile: left out of the median
         self.widths: set[int] = set()
         self.largest: tuple[int, Any] | None = None  # (width, batch) of the widest batch
 
-    def add(self, seconds: float, batch: dict[str, Any]) -> None:
-        """Records one step that took ``seconds`` (synced on its output) on ``batch``."""
+    def see(self, batch: dict[str, Any]) -> bool:
+        """Notes ``batch``'s width (length bucket); returns whether it is new, i.e. its step compiles."""
+        width = batch["input_ids"].shape[1]
+        new = width not in self.widths
+        self.widths.add(width)
+        return new
+
+    def add(self, seconds: float, batch: dict[str, Any], compiled: bool) -> None:
+        """Records one step of ``seconds`` on ``batch``; ``compiled``: a compile happened within those seconds."""
         width = batch["input_ids"].shape[1]
         if self.largest is None or width > self.largest[0]:
             self.largest = (width, batch)
-        if width not in self.widths:
+        if compiled:
             self.compiling.add(len(self.durations))
-            self.widths.add(width)
         self.durations.append(seconds)
 
     def cost(self, compiled: Any, device: Any) -> dict[str, Any]:

@@ -100,8 +100,16 @@ def kth_smallest_key(keys: Array, k: Array) -> tuple[Array, Array, Array]:
     return kth, below, n_equal
 
 
-def _keep_one(scores: Array, sparsity: Array | float) -> Array:
-    """:func:`keep_mask` of one matrix."""
+def keep_mask(scores: Array, sparsity: Array | float) -> Array:
+    """Boolean mask keeping all but the ``floor(sparsity * scores.size)`` smallest scores.
+
+    Ties at the threshold are pruned in increasing flat-index order, so the count is exact.
+    NaN scores rank above ``+inf`` (they are kept).
+
+    Example:
+      >>> keep_mask(jnp.array([3.0, 1.0, 2.0, 1.0]), 0.5).tolist()
+      [True, False, True, False]
+    """
     flat = sortable_keys(scores).ravel()
     k = prune_count(sparsity, flat.size)
     kth, below, n_equal = kth_smallest_key(flat, jnp.maximum(k, 1))
@@ -130,9 +138,7 @@ def _keep_stack(scores: Array, sparsity: Array | float) -> Array:
     A loop (``lax.map``), not ``vmap``: each matrix keeps its own ``lax.cond`` for the tie split (under
     ``vmap`` a ``cond`` runs both branches), and no batched scatter is needed (slow on CPU).
     """
-    if scores.shape[0] == 1:
-        return _keep_one(scores[0], sparsity)[None]
-    return lax.map(lambda x: _keep_one(x, sparsity), scores)
+    return lax.map(lambda x: keep_mask(x, sparsity), scores)
 
 
 def keep_masks(scores: Sequence[Array], sparsity: Array | float) -> list[Array]:
@@ -149,23 +155,13 @@ def keep_masks(scores: Sequence[Array], sparsity: Array | float) -> list[Array]:
         groups.setdefault((x.shape, x.dtype), []).append(i)
     out: list[Array | None] = [None] * len(scores)
     for members in groups.values():
+        if len(members) == 1:  # nothing to share: no stack to copy
+            out[members[0]] = keep_mask(scores[members[0]], sparsity)
+            continue
         stacked = _keep_stack(jnp.stack([scores[i] for i in members]), sparsity)
         for j, i in enumerate(members):
             out[i] = stacked[j]
     return out
-
-
-def keep_mask(scores: Array, sparsity: Array | float) -> Array:
-    """Boolean mask keeping all but the ``floor(sparsity * scores.size)`` smallest scores.
-
-    Ties at the threshold are pruned in increasing flat-index order, so the count is exact.
-    NaN scores rank above ``+inf`` (they are kept).
-
-    Example:
-      >>> keep_mask(jnp.array([3.0, 1.0, 2.0, 1.0]), 0.5).tolist()
-      [True, False, True, False]
-    """
-    return _keep_stack(scores[None], sparsity)[0]
 
 
 @jax.custom_vjp
