@@ -8,7 +8,10 @@ For each method (default: dense, pst, movement, magnitude, lora) on a model buil
   - donated aliases), the device allocator's peak where the backend reports one (GPU/TPU), and the
   process's peak resident memory;
 * compile time, and the median wall time of ``--steps`` steps after ``--warmup`` steps;
-* the mask share: median time of the method's masks alone (jitted ``Method.masks``), over its step time.
+* the mask share: median time of the method's masks alone (jitted ``Method.masks``), over its step time;
+* with ``--breakdown``, what is live at the peak of the compiled step (model activations, frozen weights,
+  what the method computes outside the model, gradients, state), from XLA's liveness dump
+  (:mod:`pst_jax.peak_memory`).
 
 Each method runs in its own process (``--no_isolate`` to run in this one), so peaks are per method.
 Output: a table on stdout, and JSON (``--output``, default ``runs/benchmark-MODEL.json``). Examples:
@@ -32,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pst_jax import profiling
+from pst_jax import peak_memory, profiling
 from pst_jax.baselines import METHOD_NAMES, make_method
 from pst_jax.losses import causal_lm_loss, classification_loss
 from pst_jax.optim import make_optimizer
@@ -107,8 +110,12 @@ def measure(name: str, model: Any, loss_fn: Any, batch: dict[str, np.ndarray], a
     batch = shard_batch(batch, mesh)
     step = jit_train_step(make_train_step(loss_fn, method, tx), mesh).jitted
 
+    lowered, breakdown = step.lower(state, frozen, batch, sparsity), None
     tick = time.perf_counter()
-    compiled = step.lower(state, frozen, batch, sparsity).compile()
+    if args.breakdown:  # the dump adds to the compile time
+        compiled, breakdown = peak_memory.compile_with_breakdown(lowered)
+    else:
+        compiled = lowered.compile()
     compile_s = time.perf_counter() - tick
     times = []
     for _ in range(args.warmup + args.steps):  # the state is donated: feed each step's state to the next
@@ -129,6 +136,7 @@ def measure(name: str, model: Any, loss_fn: Any, batch: dict[str, np.ndarray], a
         "trainable_parameters": sum(x.size for x in jax.tree.leaves(state.trainable)),
         "optimizer_state_bytes": profiling.tree_bytes(state.opt_state),
         "compiled_step_memory": profiling.compiled_memory(compiled),
+        "peak_breakdown_bytes": breakdown,
         "device_peak_bytes": profiling.device_peak_bytes(mesh.devices.flat[0]),
         "host_peak_rss_bytes": profiling.host_peak_rss_bytes(),
         "compile_s": compile_s,
@@ -180,6 +188,17 @@ def table(results: list[dict]) -> str:
     return "\n".join(rows)
 
 
+def breakdown_table(results: list[dict]) -> str:
+    """What is live at each method's peak (``--breakdown``), in MiB, as a Markdown table."""
+    kinds = [kind for kind, _ in peak_memory.KINDS] + [peak_memory.OTHER, "total"]
+    rows = ["| method | " + " | ".join(kinds) + " |", "| --- |" + " ---: |" * len(kinds)]
+    for r in results:
+        b = r.get("peak_breakdown_bytes")
+        cells = ["n/a"] * len(kinds) if b is None else [f"{b[k] / 2**20:.0f}" for k in kinds]
+        rows.append(f"| {r['method']} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--model", default="bert-base", help=f"one of {', '.join(MODELS)} (random weights)")
@@ -193,6 +212,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--num_devices", type=int, help="use the first N local devices (default all)")
     p.add_argument("--output", help="JSON file (default runs/benchmark-MODEL.json)")
     p.add_argument("--no_isolate", action="store_true", help="run every method in this process")
+    p.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="also report what is live at each step's peak (model activations, frozen weights, the method's\n"
+        "weights and masks, ...), from XLA's liveness dump (n/a where the backend writes none; checked on CPU)",
+    )
     p.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
     raw = sys.argv[1:] if argv is None else argv
     args = p.parse_args(raw)
@@ -249,6 +274,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.model}, batch {args.batch_size} x {args.seq_len} tokens, sparsity {args.sparsity}, "
               f"{report['device']}, median of {args.steps} steps")  # fmt: skip
         print(table(report["results"]))
+        if args.breakdown:
+            print("\nLive at the peak of each compiled step (MiB), from XLA's liveness dump:")
+            print(breakdown_table(report["results"]))
         print(f"JSON: {out}")
     return 0
 

@@ -2,6 +2,8 @@
 
 import json
 
+import jax
+
 from experiments import benchmark
 from pst_jax import make_plan, rules_for, trainable_parameters
 from pst_jax.pst import num_factor_params
@@ -39,3 +41,28 @@ def test_benchmark_rejects_bad_flags(capsys):
     assert "unknown model 'bert-huge'" in capsys.readouterr().err
     assert benchmark.main(["--batch_size", "4"]) == 2  # the tests' 8 fake devices
     assert "--batch_size 4 must split evenly over --num_devices 8" in capsys.readouterr().err
+
+
+def test_breakdown_says_what_is_live_at_the_peak(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    argv = ["--model", "tiny-bert", "--batch_size", "4", "--seq_len", "16", "--steps", "1", "--warmup", "0"]
+    argv += ["--num_devices", "1", "--methods", "pst,dense", "--no_isolate", "--breakdown", "--output", str(out)]
+    assert benchmark.main(argv) == 0
+    results = {r["method"]: r for r in json.loads(out.read_text())["results"]}
+    model, _, _ = benchmark.build("tiny-bert", 4, 16)
+    head_bytes = (32 * 2 + 2) * 4
+    all_bytes = sum(x.nbytes for x in jax.tree.leaves(model.params))
+    for r in results.values():
+        b = r["peak_breakdown_bytes"]
+        assert b["total"] == sum(v for k, v in b.items() if k != "total")
+        # Values sharing a buffer count once each (see pst_jax.peak_memory): near the peak, not equal.
+        assert 0.5 < b["total"] / r["compiled_step_memory"]["peak_bytes"] < 2
+        assert b["model activations"] > 0
+    pst, dense = results["pst"]["peak_breakdown_bytes"], results["dense"]["peak_breakdown_bytes"]
+    # PST's frozen weights are every pretrained weight but the trained head, all live through the step.
+    assert pst["frozen weights"] == all_bytes - head_bytes and dense["frozen weights"] == 0
+    # PST forms its masked kernels outside the model; dense fine-tuning feeds its weights in as they are
+    # (outside the model it has only the loss's few scalars).
+    outside = "outside the model: method, loss"
+    assert dense[outside] < 1024 and pst[outside] > 100 * max(dense[outside], 1)
+    assert "| pst | " in capsys.readouterr().out.split("liveness dump:")[1]
