@@ -158,6 +158,7 @@ def table_row(results: dict[str, Any], config: dict[str, Any] | None = None) -> 
         "measured_sparsity": results["measured_sparsity"]["mean"],
         "metric": results["best"][split][results["selection_metric"]],
         "metric_name": f"{split} {results['selection_metric']}",
+        "majority_metric": results.get("majority_baseline", {}).get(results["selection_metric"]),
         "learning_rate": results.get("learning_rate", (config or {}).get("learning_rate")),
         "trainable": params["trainable"],
         "percent_of_movement_pruning": params["percent_of_movement_pruning"],
@@ -191,7 +192,7 @@ def write_table(rows: list[dict[str, Any]], out: Path) -> None:
     """``comparison.csv`` (raw numbers) and ``comparison.md`` (formatted) in ``out``."""
     keys = [k for k, _ in COLUMNS]
     with open(out / "comparison.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=[*keys, "metric_name"])
+        writer = csv.DictWriter(f, fieldnames=[*keys, "metric_name", "majority_metric"])
         writer.writeheader()
         writer.writerows(rows)
     metric_name = rows[0]["metric_name"] if rows else "metric"
@@ -202,8 +203,8 @@ def write_table(rows: list[dict[str, Any]], out: Path) -> None:
 
 
 def plot(rows: list[dict[str, Any]], out: Path, metric: str) -> None:
-    """``metric_vs_sparsity.png`` (one line per pruning method, the others as horizontal references) and
-    ``trainable_parameters.png`` (one bar per method, log scale)."""
+    """``metric_vs_sparsity.png`` (one line per pruning method; the others, and the majority class, as horizontal
+    references) and ``trainable_parameters.png`` (one bar per method, log scale)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -219,6 +220,9 @@ def plot(rows: list[dict[str, Any]], out: Path, metric: str) -> None:
             ax.plot(xs, [r["metric"] for r in mine], "o-", color=color, label=method)
         else:
             ax.axhline(mine[0]["metric"], color=color, linestyle="--", label=f"{method} (no pruning)")
+    majority = {r.get("majority_metric") for r in rows}
+    if len(majority) == 1 and None not in majority:  # every run was scored on the same dev labels
+        ax.axhline(majority.pop(), color="gray", linestyle=":", label="majority class")
     ax.set_xlabel("measured sparsity of the pruned matrices (%)")
     ax.set_ylabel(rows[0]["metric_name"] if rows else metric)
     ax.grid(alpha=0.3)

@@ -32,6 +32,7 @@ def test_sweep_writes_table_and_plots_then_resumes(tmp_path, monkeypatch, capsys
     for row, results in zip(rows, runs.values(), strict=True):
         assert float(row["metric"]) == results["best"]["validation"]["accuracy"]
         assert int(row["trainable"]) == results["parameters"]["trainable"]
+        assert float(row["majority_metric"]) == results["majority_baseline"]["accuracy"]
         assert float(row["median_step_s"]) == results["cost"]["median_step_s"] > 0
         assert float(row["peak_step_mib"]) * 2**20 == pytest.approx(
             results["cost"]["compiled_step_memory"]["peak_bytes"]
