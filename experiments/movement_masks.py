@@ -9,8 +9,10 @@ pruned at each of ``--sparsities`` by three rankings of its weights:
 * ``magnitude``: ``|W|`` of the same weights;
 * ``random``: a fixed random ranking.
 
-Nothing is retrained after pruning: this measures the mask alone. Writes ``movement_masks.json`` to
-``--output_dir`` and prints a table.
+Nothing is retrained after pruning: this measures the mask alone. It also reports what the scores rank
+by: the median over matrices of their Spearman correlation with each weight's growth in magnitude since
+the start, ``|W_t| - |W_0|``, and with ``|W_t|``. Writes ``movement_masks.json`` to ``--output_dir`` and
+prints a table.
 """
 
 import argparse
@@ -22,6 +24,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from scipy import stats
 from tqdm.auto import tqdm
 
 from pst_jax.batching import batches, encode, length_buckets, num_batches
@@ -113,6 +116,14 @@ def main(argv: list[str] | None = None) -> int:
         logits = predict(eval_step, {**trainable, "scores": scores}, frozen, dev, 64, buckets, mesh, sparsity)
         return compute_metrics(task, logits, dev.labels)["accuracy"]
 
+    def magnitudes(trainable):
+        weights = {**frozen, **trainable["weights"]}
+        return {m.name: np.abs(np.asarray(read_matrix(weights[m.path], m))) for m in plan.matrices}
+
+    def median_spearman(scores, targets):
+        return float(np.median([stats.spearmanr(np.ravel(scores[n]), np.ravel(targets[n]))[0] for n in targets]))
+
+    start = magnitudes(state.trainable)
     results = []
     data = batches(train, cfg.batch_size, buckets, np.random.default_rng(cfg.seed), group_by_length=True)
     for step in tqdm(range(1, args.steps[-1] + 1), desc="movement, dense steps", unit="step"):
@@ -120,13 +131,14 @@ def main(argv: list[str] | None = None) -> int:
         if step not in args.steps:
             continue
         trainable = state.trainable
-        weights = {**frozen, **trainable["weights"]}
-        rankings = {
-            "movement": trainable["scores"],
-            "magnitude": {m.name: jnp.abs(read_matrix(weights[m.path], m)) for m in plan.matrices},
-            "random": random_scores,
+        now = magnitudes(trainable)
+        rankings = {"movement": trainable["scores"], "magnitude": now, "random": random_scores}
+        row = {
+            "step": step,
+            "scores_vs_growth": median_spearman(trainable["scores"], {n: now[n] - start[n] for n in now}),
+            "scores_vs_magnitude": median_spearman(trainable["scores"], now),
+            "dense": accuracy(trainable, trainable["scores"], 0.0),
         }
-        row = {"step": step, "dense": accuracy(trainable, trainable["scores"], 0.0)}
         row.update({f"{r}@{s:g}": accuracy(trainable, rankings[r], s) for s in args.sparsities for r in RANKINGS})
         results.append(row)
         tqdm.write(json.dumps(row))
@@ -135,10 +147,19 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     meta = {"model": sources.model_name, "data": sources.data_name, "args": vars(args), "total_steps": total_steps}
     (out / "movement_masks.json").write_text(json.dumps({**meta, "results": results}, indent=2) + "\n")
-    header = ["step", "dense"] + [f"{r} {100 * s:g}%" for s in args.sparsities for r in RANKINGS]
+    header = ["step", "spearman(scores, growth)", "spearman(scores, |W|)", "dense"] + [
+        f"{r} {100 * s:g}%" for s in args.sparsities for r in RANKINGS
+    ]
     print("| " + " | ".join(header) + " |\n|" + " ---: |" * len(header))
     for row in results:
-        print("| " + " | ".join(f"{v:.1f}" if isinstance(v, float) else str(v) for v in row.values()) + " |")
+        print(
+            "| "
+            + " | ".join(
+                f"{v:.3f}" if k.startswith("scores_") else f"{v:.1f}" if isinstance(v, float) else str(v)
+                for k, v in row.items()
+            )
+            + " |"
+        )
     return 0
 
 
