@@ -17,7 +17,6 @@ each run folder and prints a table.
 """
 
 import argparse
-import dataclasses
 import json
 import sys
 from collections.abc import Callable
@@ -26,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from pst_jax.batching import batches, encode, length_buckets
-from pst_jax.glue_run import GlueConfig, InputError, get_task, resolve_sources
+from pst_jax.glue_run import InputError, get_task, resolve_sources, saved_config
 
 
 def spread_statistics(states: np.ndarray) -> dict[str, float]:
@@ -45,9 +44,7 @@ def probe(run_dir: Path, rows: int, hub_ok: Callable[[], bool] | None = None) ->
     """
     from transformers import AutoTokenizer, FlaxAutoModelForSequenceClassification
 
-    saved = json.loads((run_dir / "config.json").read_text())
-    fields = {f.name for f in dataclasses.fields(GlueConfig)}
-    cfg = GlueConfig(**{k: v for k, v in saved.items() if k in fields})
+    cfg = saved_config(run_dir)
     task = get_task(cfg.task)
     split = task.eval_splits[0]
     data = resolve_sources(cfg, task, hub_ok).data[split]

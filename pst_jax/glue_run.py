@@ -403,6 +403,13 @@ def run(cfg: GlueConfig, hub_ok: Callable[[], bool] | None = None) -> dict[str, 
     return results
 
 
+def saved_config(output_dir: str | Path) -> GlueConfig:
+    """The :class:`GlueConfig` a run wrote to ``output_dir/config.json`` (keys it does not know are ignored)."""
+    saved = json.loads((Path(output_dir) / "config.json").read_text())
+    fields = {f.name for f in dataclasses.fields(GlueConfig)}
+    return GlueConfig(**{k: v for k, v in saved.items() if k in fields})
+
+
 def check_export(output_dir: str | Path, hub_ok: Callable[[], bool] | None = None) -> dict[str, Any]:
     """Reloads ``output_dir/sparse_model`` with plain transformers and re-evaluates it on the run's dev data.
 
@@ -412,10 +419,8 @@ def check_export(output_dir: str | Path, hub_ok: Callable[[], bool] | None = Non
     from transformers import AutoTokenizer, FlaxAutoModelForSequenceClassification
 
     out = Path(output_dir)
-    saved = json.loads((out / "config.json").read_text())
     results = json.loads((out / "results.json").read_text())
-    fields = {f.name for f in dataclasses.fields(GlueConfig)}
-    cfg = GlueConfig(**{k: v for k, v in saved.items() if k in fields})
+    cfg = saved_config(out)
     task = get_task(cfg.task)
     sources = resolve_sources(cfg, task, hub_ok)
     sources.data = limit_eval(sources.data, task, cfg.max_eval_samples)
