@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pst_jax.batching import batches, encode, length_buckets
-from pst_jax.glue_run import InputError, get_task, resolve_sources, saved_config
+from pst_jax.batching import batches, length_buckets
+from pst_jax.glue_run import GlueConfig, InputError, encode_split, get_task, limit_eval, resolve_sources, saved_config
 
 
 def spread_statistics(states: np.ndarray) -> dict[str, float]:
@@ -36,22 +36,20 @@ def spread_statistics(states: np.ndarray) -> dict[str, float]:
     return {"spread": spread, "max_abs": float(np.max(np.abs(states)))}
 
 
-def probe(run_dir: Path, rows: int, hub_ok: Callable[[], bool] | None = None) -> dict:
+def probe(run_dir: Path, cfg: GlueConfig, rows: int, hub_ok: Callable[[], bool] | None = None) -> dict:
     """First-token statistics of every layer and the logits' spread for ``run_dir/sparse_model``.
 
-    ``hub_ok`` decides whether the model hub may be asked for the run's data (as in
-    :func:`~pst_jax.glue_run.resolve_sources`).
+    ``cfg`` is the run's :func:`~pst_jax.glue_run.saved_config`; ``hub_ok`` decides whether the model hub
+    may be asked for the run's data (as in :func:`~pst_jax.glue_run.resolve_sources`).
     """
     from transformers import AutoTokenizer, FlaxAutoModelForSequenceClassification
 
-    cfg = saved_config(run_dir)
     task = get_task(cfg.task)
     split = task.eval_splits[0]
-    data = resolve_sources(cfg, task, hub_ok).data[split]
-    data = data.select(range(min(rows, len(data))))
+    data = limit_eval(resolve_sources(cfg, task, hub_ok).data, task, rows)[split]
     model = FlaxAutoModelForSequenceClassification.from_pretrained(run_dir / "sparse_model")
     tokenizer = AutoTokenizer.from_pretrained(run_dir / "sparse_model")
-    encoded = encode(tokenizer, [data[k] for k in task.text_keys], data["label"], cfg.max_length)
+    encoded = encode_split(tokenizer, data, task, cfg.max_length)
     firsts, logits = [], []
     for batch in batches(encoded, cfg.eval_batch_size, length_buckets(cfg.max_length, smallest=32)):
         keep = batch["weights"] > 0
@@ -78,15 +76,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.rows < 2:
         print(f"error: --rows must be at least 2 (a spread needs two inputs), got {args.rows}", file=sys.stderr)
         return 2
+    configs = {}
     for run_dir in map(Path, args.run_dirs):
         for need in ("config.json", "sparse_model/config.json"):
             if not (run_dir / need).is_file():
                 print(f"error: {run_dir / need} not found: pass an experiments.glue --output_dir", file=sys.stderr)
                 return 2
-    reports = []
-    for run_dir in map(Path, args.run_dirs):
+        configs[run_dir] = saved_config(run_dir)
         try:
-            report = probe(run_dir, args.rows)
+            get_task(configs[run_dir].task)
+        except ValueError as error:
+            print(f"error: {run_dir} is not an experiments.glue run ({error})", file=sys.stderr)
+            return 2
+    reports = []
+    for run_dir, cfg in configs.items():
+        try:
+            report = probe(run_dir, cfg, args.rows)
         except InputError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2

@@ -132,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         trainable = state.trainable
         now = magnitudes(trainable)
-        rankings = {"movement": trainable["scores"], "magnitude": now, "random": random_scores}
+        on_device = {n: jnp.asarray(v) for n, v in now.items()}  # once, not at every evaluation batch
+        rankings = {"movement": trainable["scores"], "magnitude": on_device, "random": random_scores}
         row = {
             "step": step,
             "scores_vs_growth": median_spearman(trainable["scores"], {n: now[n] - start[n] for n in now}),

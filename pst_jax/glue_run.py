@@ -248,7 +248,8 @@ def resolve_recipe(cfg: GlueConfig, task: GlueTask, embedded: bool) -> GlueConfi
     return dataclasses.replace(cfg, **filled)
 
 
-def _encode_split(tokenizer: Any, split: Any, task: GlueTask, max_length: int) -> Encoded:
+def encode_split(tokenizer: Any, split: Any, task: GlueTask, max_length: int) -> Encoded:
+    """One split of a task's data, tokenised (its text columns, one sentence or a pair) with its labels."""
     return encode(tokenizer, [split[k] for k in task.text_keys], split["label"], max_length)
 
 
@@ -276,8 +277,8 @@ def fit(
     """Trains, evaluates after every epoch, keeps the best evaluation at target sparsity, exports it."""
     mesh = make_mesh(jax.local_devices()[: cfg.num_devices])
     buckets = length_buckets(cfg.max_length, smallest=32)
-    train = _encode_split(tokenizer, data["train"], task, cfg.max_length)
-    evals = {split: _encode_split(tokenizer, data[split], task, cfg.max_length) for split in task.eval_splits}
+    train = encode_split(tokenizer, data["train"], task, cfg.max_length)
+    evals = {split: encode_split(tokenizer, data[split], task, cfg.max_length) for split in task.eval_splits}
     steps_per_epoch = num_batches(train, cfg.batch_size)
     total_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
     epochs = math.ceil(total_steps / steps_per_epoch)
@@ -432,7 +433,7 @@ def check_export(output_dir: str | Path, hub_ok: Callable[[], bool] | None = Non
     buckets = length_buckets(cfg.max_length, smallest=32)
     metrics = {}
     for split in task.eval_splits:
-        encoded = _encode_split(tokenizer, sources.data[split], task, cfg.max_length)
+        encoded = encode_split(tokenizer, sources.data[split], task, cfg.max_length)
         logits = [
             np.asarray(forward(model.params, shard_batch(b, mesh))["logits"])[b["weights"] > 0]
             for b in batches(encoded, cfg.eval_batch_size, buckets)

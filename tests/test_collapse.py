@@ -60,3 +60,13 @@ def test_bad_arguments_give_one_line_errors(tmp_path, capsys):
     )
     assert collapse.main([str(tmp_path), "--rows", "1"]) == 2
     assert "--rows must be at least 2" in capsys.readouterr().err
+
+
+def test_a_run_of_another_experiment_is_refused_before_loading_anything(tmp_path, capsys):
+    (tmp_path / "sparse_model").mkdir()
+    (tmp_path / "sparse_model" / "config.json").write_text("{}")  # never read: the task is checked first
+    (tmp_path / "config.json").write_text(json.dumps({"task": "e2e", "method": "pst"}))  # an experiments.nlg run
+    assert collapse.main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {tmp_path} is not an experiments.glue run (unknown task 'e2e'")
+    assert err.count("\n") == 1
