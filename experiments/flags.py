@@ -34,6 +34,7 @@ def add_method_flags(add: Callable[..., None], defaults: MethodConfig) -> None:
     add("beta", type=float, default=defaults.beta, help="scale of the weight update U @ V")
     add("alpha1", type=float, default=defaults.alpha1, help="scale of the low-rank importance A @ B")
     add("alpha2", type=float, default=defaults.alpha2, help="scale of the structured importance R, C")
+    add("weight_init_std", type=float, help="initial std of V in U @ V (default 1/sqrt(weight_rank); the authors': 1)")
     add("freeze_head", action="store_true", help="train only the PST factors, as the reference code")
     add("scores_learning_rate", type=float, help="movement pruning's scores (reference: 1e-2); default --learning_rate")
 

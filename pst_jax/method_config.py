@@ -7,6 +7,7 @@
 """
 
 import dataclasses
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -33,12 +34,13 @@ class MethodConfig:
     beta: float = 1.0
     alpha1: float = 1.0
     alpha2: float = 1.0
+    weight_init_std: float | None = None  # V's std; None: 1 / sqrt(weight_rank) (see PSTConfig); the authors': 1
     train_head: bool = True
     scores_learning_rate: float | None = None  # movement pruning's scores; None: the learning rate
 
     @property
     def pst_config(self) -> PSTConfig:
-        return PSTConfig(self.weight_rank, self.mask_rank, self.beta, self.alpha1, self.alpha2)
+        return PSTConfig(self.weight_rank, self.mask_rank, self.beta, self.alpha1, self.alpha2, self.weight_init_std)
 
 
 def check_method_config(cfg: MethodConfig) -> None:
@@ -62,6 +64,8 @@ def check_method_config(cfg: MethodConfig) -> None:
     for name in ("weight_rank", "mask_rank"):
         if getattr(cfg, name) < 1:
             raise ValueError(f"--{name} must be a positive integer, got {getattr(cfg, name)}")
+    if cfg.weight_init_std is not None and not (math.isfinite(cfg.weight_init_std) and cfg.weight_init_std > 0):
+        raise ValueError(f"--weight_init_std must be a positive number, got {cfg.weight_init_std}")
     if cfg.scores_learning_rate is not None and cfg.scores_learning_rate <= 0:
         raise ValueError(f"--scores_learning_rate must be positive, got {cfg.scores_learning_rate}")
 

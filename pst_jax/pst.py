@@ -48,7 +48,8 @@ def num_factor_params(d_in: int, d_out: int, config: PSTConfig = PSTConfig()) ->
 def init_factors(
     key: Array, d_in: int, d_out: int, config: PSTConfig = PSTConfig(), dtype=jnp.float32
 ) -> dict[str, Array]:
-    """Initial factors of one kernel: ``V`` and ``B`` standard normal, the others zeros.
+    """Initial factors of one kernel: ``V`` normal with std :attr:`PSTConfig.v_std`, ``B`` standard normal, the
+    others zeros.
 
     With ``U = A = R = C = 0`` the adapted weight is exactly ``W0`` and the importance exactly
     ``|W0|``: step 0 of PST is magnitude pruning of the pretrained model.
@@ -61,7 +62,7 @@ def init_factors(
     shapes = factor_shapes(d_in, d_out, config)
     key_v, key_b = jax.random.split(key)
     factors = {name: jnp.zeros(shape, dtype) for name, shape in shapes.items()}
-    factors["V"] = jax.random.normal(key_v, shapes["V"], dtype)
+    factors["V"] = config.v_std * jax.random.normal(key_v, shapes["V"], dtype)
     factors["B"] = jax.random.normal(key_b, shapes["B"], dtype)
     return factors
 

@@ -92,7 +92,12 @@ def make_train_step(
         (_, loss), grads = jax.value_and_grad(objective, has_aux=True)(state.trainable)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.trainable)
         trainable = optax.apply_updates(state.trainable, updates)
-        metrics = {"loss": loss, "sparsity": sparsity, "grad_norm": optax.global_norm(grads)}
+        metrics = {
+            "loss": loss,
+            "sparsity": sparsity,
+            "grad_norm": optax.global_norm(grads),
+            "grad_norms": {group: optax.global_norm(g) for group, g in grads.items()},
+        }
         return TrainState(state.step + 1, trainable, opt_state, state.dropout_rng), metrics
 
     return train_step

@@ -88,8 +88,11 @@ def test_init_is_exactly_pretrained_and_magnitude():
     np.testing.assert_array_equal(pruned.ravel(), want)
 
 
-def test_init_factor_shapes_and_distribution():
-    f = init_factors(jax.random.key(0), 300, 200, PSTConfig(weight_rank=4, mask_rank=6))
+@pytest.mark.parametrize("init_std,want", [(None, {"V": 0.5, "B": 1.0}), (1.0, {"V": 1.0, "B": 1.0})])
+def test_init_factor_shapes_and_distribution(init_std, want):
+    """V is normal with std 1 / sqrt(weight_rank) by default, or ``weight_init_std`` (the authors' 1.0); B is
+    standard normal."""
+    f = init_factors(jax.random.key(0), 300, 200, PSTConfig(weight_rank=4, mask_rank=6, weight_init_std=init_std))
     chex.assert_shape(
         [f["U"], f["V"], f["A"], f["B"], f["R"], f["C"]], [(300, 4), (4, 200), (300, 6), (6, 200), (200,), (300,)]
     )
@@ -97,7 +100,13 @@ def test_init_factor_shapes_and_distribution():
         assert not np.any(np.asarray(f[zero])), zero
     for normal in "VB":
         x = np.asarray(f[normal])
-        assert abs(x.mean()) < 0.1 and abs(x.std() - 1.0) < 0.1, normal
+        assert abs(x.mean()) < 0.1 * want[normal] and abs(x.std() / want[normal] - 1.0) < 0.05, normal
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf")])
+def test_bad_weight_init_std_is_a_clear_error(bad):
+    with pytest.raises(ValueError, match="weight_init_std"):
+        PSTConfig(weight_init_std=bad)
 
 
 def test_sparsity_outside_range_is_a_clear_error():
