@@ -22,7 +22,7 @@ def add_config_flags(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> 
     add("task", default=defaults.task, help=f"one of {', '.join(TASKS)}")
     add("model", help="hub id or local folder of a Flax-loadable BERT/RoBERTa (default bert-base-uncased)")
     add_method_flags(add, defaults)
-    add("learning_rate", type=float, help="default 3e-5 (paper), 2e-4 for the embedded default")
+    add("learning_rate", type=float, help="default 3e-5 (paper), 5e-4 for the embedded default")
     add("batch_size", type=int, default=defaults.batch_size, help="global, across devices")
     add("eval_batch_size", type=int, default=defaults.eval_batch_size)
     add("max_length", type=int, help="default 128 (paper), 64 for the embedded default")

