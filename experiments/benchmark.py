@@ -11,7 +11,7 @@ For each method (default: dense, pst, movement, magnitude, lora) on a model buil
 * the mask share: median time of the method's masks alone (jitted ``Method.masks``), over its step time;
 * with ``--breakdown``, what is live at the peak of the compiled step (model activations, frozen weights,
   what the method computes outside the model, gradients, state), from XLA's liveness dump
-  (:mod:`pst_jax.peak_memory`).
+  (:mod:`pst_jax.training.peak_memory`).
 
 Each method runs in its own process (``--no_isolate`` to run in this one), so peaks are per method.
 Output: a table on stdout, and JSON (``--output``, default ``runs/benchmark-MODEL.json``). Examples:
@@ -35,13 +35,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pst_jax import peak_memory, profiling
-from pst_jax.baselines import METHOD_NAMES, make_method
-from pst_jax.losses import causal_lm_loss, classification_loss
-from pst_jax.optim import make_optimizer
-from pst_jax.rules import make_plan, rules_for
-from pst_jax.sharding import make_mesh, shard_batch
-from pst_jax.train import init_train_state, jit_train_step, make_train_step
+from pst_jax.core.rules import make_plan, rules_for
+from pst_jax.methods.registry import METHOD_NAMES, make_method
+from pst_jax.training import peak_memory, profiling
+from pst_jax.training.losses import causal_lm_loss, classification_loss
+from pst_jax.training.optim import make_optimizer
+from pst_jax.training.sharding import make_mesh, shard_batch
+from pst_jax.training.step import init_train_state, jit_train_step, make_train_step
 
 # name: (family, config overrides); the defaults of BertConfig / GPT2Config are BERT-base / GPT-2 small.
 MODELS = {

@@ -42,7 +42,7 @@ def time_methods(names: list[str], sparsity: float, repeats: int) -> None:
     from transformers import BertConfig, FlaxBertForSequenceClassification
 
     from pst_jax import BERT_RULES, make_method, make_plan
-    from pst_jax.rules import flatten
+    from pst_jax.core.rules import flatten
 
     model = FlaxBertForSequenceClassification(BertConfig(), seed=0)
     plan = make_plan(model.params, BERT_RULES)

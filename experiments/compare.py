@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 from experiments.glue import add_config_flags, config_from_args
-from pst_jax.glue_run import METHODS, InputError
-from pst_jax.sweep import COLUMNS, sweep
+from pst_jax.glue.run import METHODS, InputError
+from pst_jax.glue.sweep import COLUMNS, sweep
 
 
 def _floats(text: str) -> list[float]:

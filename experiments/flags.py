@@ -7,9 +7,9 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from pst_jax.baselines import METHOD_NAMES
-from pst_jax.glue_run import InputError
-from pst_jax.method_config import MethodConfig
+from pst_jax.glue.run import InputError
+from pst_jax.methods.registry import METHOD_NAMES
+from pst_jax.training.method_config import MethodConfig
 
 
 def flag_adder(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> Callable[..., None]:

@@ -11,8 +11,8 @@ import argparse
 import sys
 
 from experiments.flags import add_method_flags, flag_adder, launch, method_fields
-from pst_jax.glue_run import GlueConfig, run
-from pst_jax.glue_tasks import TASKS
+from pst_jax.glue.run import GlueConfig, run
+from pst_jax.glue.tasks import TASKS
 
 
 def add_config_flags(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:

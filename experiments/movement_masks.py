@@ -27,15 +27,15 @@ import numpy as np
 from scipy import stats
 from tqdm.auto import tqdm
 
-from pst_jax.batching import batches, encode, length_buckets, num_batches
-from pst_jax.glue_run import GlueConfig, check_config, predict, resolve_recipe, resolve_sources
-from pst_jax.glue_tasks import compute_metrics
-from pst_jax.losses import classification_loss
-from pst_jax.method_config import build_method
-from pst_jax.optim import make_optimizer
-from pst_jax.rules import make_plan, read_matrix, rules_for
-from pst_jax.sharding import make_mesh, shard_batch
-from pst_jax.train import init_train_state, jit_eval_step, jit_train_step, make_eval_step, make_train_step
+from pst_jax.core.rules import make_plan, read_matrix, rules_for
+from pst_jax.data.batching import batches, encode, length_buckets, num_batches
+from pst_jax.glue.run import GlueConfig, check_config, predict, resolve_recipe, resolve_sources
+from pst_jax.glue.tasks import compute_metrics
+from pst_jax.training.losses import classification_loss
+from pst_jax.training.method_config import build_method
+from pst_jax.training.optim import make_optimizer
+from pst_jax.training.sharding import make_mesh, shard_batch
+from pst_jax.training.step import init_train_state, jit_eval_step, jit_train_step, make_eval_step, make_train_step
 
 RANKINGS = ("movement", "magnitude", "random")
 

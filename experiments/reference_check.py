@@ -28,15 +28,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pst_jax.glue_data import load_rotten_tomatoes
-from pst_jax.glue_run import GlueConfig, embedded_model_path, encode_split
-from pst_jax.glue_tasks import get_task
-from pst_jax.losses import classification_loss
-from pst_jax.method_config import build_method, sparsity_schedule
-from pst_jax.optim import make_optimizer
-from pst_jax.rules import make_plan, read_matrix, rules_for
-from pst_jax.sharding import make_mesh, shard_batch
-from pst_jax.train import init_train_state, jit_train_step, make_train_step
+from pst_jax.core.rules import make_plan, read_matrix, rules_for
+from pst_jax.glue.data import load_rotten_tomatoes
+from pst_jax.glue.run import GlueConfig, embedded_model_path, encode_split
+from pst_jax.glue.tasks import get_task
+from pst_jax.training.losses import classification_loss
+from pst_jax.training.method_config import build_method, sparsity_schedule
+from pst_jax.training.optim import make_optimizer
+from pst_jax.training.sharding import make_mesh, shard_batch
+from pst_jax.training.step import init_train_state, jit_train_step, make_train_step
 
 TORCH_SIDE = Path(__file__).with_name("reference_torch.py")
 

@@ -1,16 +1,20 @@
-"""pst_jax: Parameter-Efficient Sparsity (PST, Li et al., IJCAI 2022) for Flax models, in JAX."""
+"""pst_jax: Parameter-Efficient Sparsity (PST, Li et al., IJCAI 2022) for Flax models, in JAX.
 
-from pst_jax import baselines, lora, methods, pruning
-from pst_jax.baselines import METHOD_NAMES, make_method, trainable_parameters
-from pst_jax.beam_search import beam_search, make_generate
-from pst_jax.config import PSTConfig
-from pst_jax.count import ParamCount, count_parameters, param_shapes
-from pst_jax.lora import lora_apply_loss, lora_interceptor
-from pst_jax.losses import causal_lm_loss, classification_loss
-from pst_jax.methods import Method
-from pst_jax.optim import learning_rate_schedule, make_optimizer, param_labels
-from pst_jax.pst import adapted_kernel, factor_shapes, importance, init_factors, mask, masked_kernel
-from pst_jax.rules import (
+The package is layered; each layer imports only the ones below it (checked by ``lint-imports``):
+
+- :mod:`pst_jax.glue`, :mod:`pst_jax.nlg`: the two applications (GLUE classification, data-to-text generation);
+- :mod:`pst_jax.training`, :mod:`pst_jax.data`: the training stack, and the data handling both applications share;
+- :mod:`pst_jax.methods`: the fine-tuning methods (PST, dense, the pruning baselines, LoRA) and their registry;
+- :mod:`pst_jax.core`: PST's math over one matrix and a whole parameter tree; no Hugging Face, no I/O.
+
+This module is the curated public API.
+"""
+
+from pst_jax import methods
+from pst_jax.core.config import PSTConfig
+from pst_jax.core.model import export, init_pst, kernel_sparsity, masks, merge
+from pst_jax.core.pst import adapted_kernel, factor_shapes, importance, init_factors, mask, masked_kernel
+from pst_jax.core.rules import (
     BERT_RULES,
     GPT2_RULES,
     ROBERTA_RULES,
@@ -22,10 +26,19 @@ from pst_jax.rules import (
     read_matrix,
     rules_for,
 )
-from pst_jax.schedule import cubic_sparsity
-from pst_jax.sharding import make_mesh, replicate, shard_batch
-from pst_jax.topk import keep_mask, prune_count, topk_mask
-from pst_jax.train import (
+from pst_jax.core.schedule import cubic_sparsity
+from pst_jax.core.topk import keep_mask, prune_count, topk_mask
+from pst_jax.methods import lora, pruning
+from pst_jax.methods import registry as baselines
+from pst_jax.methods.base import Method
+from pst_jax.methods.count import ParamCount, count_parameters, param_shapes
+from pst_jax.methods.lora import lora_apply_loss, lora_interceptor
+from pst_jax.methods.registry import METHOD_NAMES, make_method, trainable_parameters
+from pst_jax.nlg.beam_search import beam_search, make_generate
+from pst_jax.training.losses import causal_lm_loss, classification_loss
+from pst_jax.training.optim import learning_rate_schedule, make_optimizer, param_labels
+from pst_jax.training.sharding import make_mesh, replicate, shard_batch
+from pst_jax.training.step import (
     TrainState,
     export_model,
     init_train_state,
@@ -34,7 +47,6 @@ from pst_jax.train import (
     make_eval_step,
     make_train_step,
 )
-from pst_jax.tree import export, init_pst, kernel_sparsity, masks, merge
 
 __version__ = "0.1.0"
 

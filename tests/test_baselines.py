@@ -29,7 +29,7 @@ from pst_jax import (
     shard_batch,
     trainable_parameters,
 )
-from pst_jax.rules import flatten, read_matrix
+from pst_jax.core.rules import flatten, read_matrix
 from tests import tiny
 
 SPARSITY = 0.5

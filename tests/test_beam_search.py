@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from transformers import AutoTokenizer, FlaxGPT2LMHeadModel, GPT2Config
 
-from pst_jax.beam_search import decode_rows, make_generate
+from pst_jax.nlg.beam_search import decode_rows, make_generate
 
 EOS = 0
 STEPS = 10

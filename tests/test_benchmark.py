@@ -6,7 +6,7 @@ import jax
 
 from experiments import benchmark
 from pst_jax import make_plan, rules_for, trainable_parameters
-from pst_jax.pst import num_factor_params
+from pst_jax.core.pst import num_factor_params
 
 
 def test_benchmark_reports_each_method(tmp_path, capsys):
@@ -55,7 +55,7 @@ def test_breakdown_says_what_is_live_at_the_peak(tmp_path, capsys):
     for r in results.values():
         b = r["peak_breakdown_bytes"]
         assert b["total"] == sum(v for k, v in b.items() if k != "total")
-        # Values sharing a buffer count once each (see pst_jax.peak_memory): near the peak, not equal.
+        # Values sharing a buffer count once each (see pst_jax.training.peak_memory): near the peak, not equal.
         assert 0.5 < b["total"] / r["compiled_step_memory"]["peak_bytes"] < 2
         assert b["model activations"] > 0
     pst, dense = results["pst"]["peak_breakdown_bytes"], results["dense"]["peak_breakdown_bytes"]

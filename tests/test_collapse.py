@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from experiments import collapse
-from pst_jax.glue_data import load_glue_dir
-from pst_jax.glue_run import run
-from pst_jax.glue_tasks import TASKS
+from pst_jax.glue.data import load_glue_dir
+from pst_jax.glue.run import run
+from pst_jax.glue.tasks import TASKS
 from tests import tiny
 from tests.test_glue import FIXTURES, NEVER, smoke_config
 

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from experiments import compare
-from pst_jax import sweep
+from pst_jax.glue import sweep
 
 ARGV = [
     "--task", "sst2", "--methods", "pst,dense", "--sparsities", "0.9",
@@ -16,7 +16,7 @@ ARGV = [
 
 @pytest.fixture(autouse=True)
 def offline(monkeypatch):
-    monkeypatch.setattr("pst_jax.glue_run.hub_reachable", lambda: False)
+    monkeypatch.setattr("pst_jax.glue.run.hub_reachable", lambda: False)
 
 
 def test_sweep_writes_table_and_plots_then_resumes(tmp_path, monkeypatch, capsys):

@@ -4,7 +4,7 @@ import jax
 from transformers import BertConfig, FlaxBertForSequenceClassification, FlaxGPT2LMHeadModel, GPT2Config
 
 from pst_jax import BERT_RULES, GPT2_RULES, PSTConfig, count_parameters, init_pst, make_plan, param_shapes
-from pst_jax.rules import flatten
+from pst_jax.core.rules import flatten
 
 
 def per_matrix(d_in, d_out, rw=8, rm=8):

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from experiments import glue as launcher
-from pst_jax.glue_data import load_glue_dir
-from pst_jax.glue_run import GlueConfig, check_export, run
-from pst_jax.glue_tasks import TASKS
+from pst_jax.glue.data import load_glue_dir
+from pst_jax.glue.run import GlueConfig, check_export, run
+from pst_jax.glue.tasks import TASKS
 from tests import tiny
 
 FIXTURES = Path(__file__).parent / "fixtures" / "glue"
@@ -131,7 +131,7 @@ def bad(argv, capsys, monkeypatch):
 
     monkeypatch.setattr(transformers.FlaxAutoModelForSequenceClassification, "from_pretrained", no_loading)
     monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", no_loading)
-    monkeypatch.setattr("pst_jax.glue_run.hub_reachable", NEVER)
+    monkeypatch.setattr("pst_jax.glue.run.hub_reachable", NEVER)
     assert launcher.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err, err
@@ -182,7 +182,7 @@ def test_glue_from_the_datasets_cache_when_the_hub_is_unreachable(monkeypatch):
     import datasets
     import huggingface_hub
 
-    from pst_jax import glue_run
+    from pst_jax.glue import run as glue_run
 
     seen = []
 
@@ -199,7 +199,7 @@ def test_glue_from_the_datasets_cache_when_the_hub_is_unreachable(monkeypatch):
 def test_nothing_cached_falls_back_quickly():
     import time
 
-    from pst_jax.glue_run import load_glue_cached
+    from pst_jax.glue.run import load_glue_cached
 
     start = time.perf_counter()
     assert load_glue_cached(TASKS["rte"]) is None

@@ -17,9 +17,9 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 from scipy import stats
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
-from pst_jax import glue_data
-from pst_jax.glue_data import hub_reachable, load_files, load_glue_dir, load_glue_hub, load_rotten_tomatoes
-from pst_jax.glue_tasks import TASKS, compute_metrics, get_task, majority_baseline
+from pst_jax.glue import data as glue_data
+from pst_jax.glue.data import hub_reachable, load_files, load_glue_dir, load_glue_hub, load_rotten_tomatoes
+from pst_jax.glue.tasks import TASKS, compute_metrics, get_task, majority_baseline
 
 FIXTURES = Path(__file__).parent / "fixtures" / "glue"
 FILES = FIXTURES / "files"

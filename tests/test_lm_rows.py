@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pst_jax.lm_rows import encode_for_lm, encode_prompts, lm_batches, prompt_batches
-from pst_jax.nlg_data import NLGExample, load_nlg_dir
+from pst_jax.nlg.data import NLGExample, load_nlg_dir
+from pst_jax.nlg.rows import encode_for_lm, encode_prompts, lm_batches, prompt_batches
 
 FIXTURES = Path(__file__).parent / "fixtures"
 NLG = FIXTURES / "nlg"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pst_jax.nlg_data import (
+from pst_jax.nlg.data import (
     NLGExample,
     e2e_source_from_hub,
     examples_from_hub_rows,

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from pst_jax.nlg_metrics import METRICS, lora_postprocess, score
+from pst_jax.nlg.metrics import METRICS, lora_postprocess, score
 
 FAST = [name for name in METRICS if name != "METEOR"]  # METEOR starts a JVM: tested once, below
 

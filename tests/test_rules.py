@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from pst_jax import BERT_RULES, GPT2_RULES, ROBERTA_RULES, Rule, RuleSet, init_pst, make_plan, masks, read_matrix
-from pst_jax.rules import flatten, rules_for
+from pst_jax.core.rules import flatten, rules_for
 
 BERT_LAYER_KERNELS = [
     "attention/self/query",

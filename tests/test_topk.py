@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pst_jax import keep_mask, prune_count, topk_mask
-from pst_jax.topk import keep_masks, kth_smallest_key, sortable_keys, topk_masks
+from pst_jax.core.topk import keep_masks, kth_smallest_key, sortable_keys, topk_masks
 
 
 def reference_keep(scores: np.ndarray, sparsity: float) -> np.ndarray:

@@ -28,7 +28,7 @@ from pst_jax import (
     methods,
     shard_batch,
 )
-from pst_jax.rules import flatten, read_matrix
+from pst_jax.core.rules import flatten, read_matrix
 from tests import tiny
 
 

@@ -19,7 +19,7 @@ from pst_jax import (
     merge,
     read_matrix,
 )
-from pst_jax.rules import flatten
+from pst_jax.core.rules import flatten
 
 MODELS = [("bert", BERT_RULES), ("roberta", ROBERTA_RULES), ("gpt2", GPT2_RULES)]
 
@@ -79,7 +79,7 @@ def test_exported_params_run_in_the_model(bert):
 def test_merge_gradient_equals_autodiff_of_each_masked_kernel(request, name, rules):
     """merge (masks of same-shape matrices selected together, GPT-2's fused c_attn split) against
     pst.masked_kernel matrix by matrix, whose values and gradients tests/test_pst.py checks against NumPy."""
-    from pst_jax.pst import masked_kernel
+    from pst_jax.core.pst import masked_kernel
 
     model = request.getfixturevalue(name)
     plan = make_plan(model.params, rules)

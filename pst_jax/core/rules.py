@@ -24,7 +24,7 @@ from typing import Any, Literal, NamedTuple
 import jax.numpy as jnp
 from flax import traverse_util
 
-from pst_jax.types import Array
+from pst_jax.core.types import Array
 
 logger = logging.getLogger("pst_jax")
 

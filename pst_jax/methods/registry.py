@@ -1,26 +1,28 @@
 """Every fine-tuning method by name: build it (:func:`make_method`) and count what it trains.
 
 ========================  =========================================================================
-``pst``                   PST (Li et al., IJCAI 2022), :func:`pst_jax.methods.pst`
-``dense``                 full fine-tuning, :func:`pst_jax.methods.dense`
-``magnitude``             magnitude pruning (MaP), :func:`pst_jax.pruning.magnitude`
-``movement``              movement pruning (MvP), :func:`pst_jax.pruning.movement`
-``soft_movement``         soft movement pruning, :func:`pst_jax.pruning.soft_movement`
-``lora``                  LoRA (dense, low rank), :func:`pst_jax.lora.lora`
+``pst``                   PST (Li et al., IJCAI 2022), :func:`pst_jax.methods.base.pst`
+``dense``                 full fine-tuning, :func:`pst_jax.methods.base.dense`
+``magnitude``             magnitude pruning (MaP), :func:`pst_jax.methods.pruning.magnitude`
+``movement``              movement pruning (MvP), :func:`pst_jax.methods.pruning.movement`
+``soft_movement``         soft movement pruning, :func:`pst_jax.methods.pruning.soft_movement`
+``lora``                  LoRA (dense, low rank), :func:`pst_jax.methods.lora.lora`
 ========================  =========================================================================
 
-A new method is a :class:`~pst_jax.methods.Method` (its ``init`` and ``effective_params``); a new
+A new method is a :class:`~pst_jax.methods.base.Method` (its ``init`` and ``effective_params``); a new
 importance criterion for the pruning baselines is one ``(scores, sparsity) -> mask`` function (see
-:func:`pst_jax.pruning.movement`). The training loop is shared.
+:func:`pst_jax.methods.pruning.movement`). The training loop is shared.
 """
 
 import math
 
-from pst_jax import methods
-from pst_jax.config import PSTConfig
-from pst_jax.lora import lora, lora_apply_loss, lora_interceptor, lora_scale  # noqa: F401 (re-exported)
-from pst_jax.methods import Method
-from pst_jax.pruning import (  # noqa: F401 (re-exported)
+from pst_jax.core.config import PSTConfig
+from pst_jax.core.pst import num_factor_params
+from pst_jax.core.rules import Plan, flatten
+from pst_jax.core.types import Params
+from pst_jax.methods.base import Method, dense, pst
+from pst_jax.methods.lora import lora, lora_apply_loss, lora_interceptor, lora_scale  # noqa: F401 (re-exported)
+from pst_jax.methods.pruning import (  # noqa: F401 (re-exported)
     REFERENCE_FROZEN,
     magnitude,
     movement,
@@ -29,9 +31,6 @@ from pst_jax.pruning import (  # noqa: F401 (re-exported)
     split_weights,
     threshold_mask,
 )
-from pst_jax.pst import num_factor_params
-from pst_jax.rules import Plan, flatten
-from pst_jax.types import Params
 
 METHOD_NAMES = ("pst", "dense", "magnitude", "movement", "soft_movement", "lora")
 #: Methods that prune (their exported kernels have the target sparsity).
@@ -66,9 +65,9 @@ def make_method(
       ValueError: unknown name, or ``soft_movement`` without ``final_sparsity``.
     """
     if name == "pst":
-        return methods.pst(plan, config, train_head)
+        return pst(plan, config, train_head)
     if name == "dense":
-        return methods.dense()
+        return dense()
     if name == "magnitude":
         return magnitude(plan, freeze)
     if name == "movement":

@@ -15,9 +15,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pst_jax.config import PSTConfig
-from pst_jax.topk import topk_mask
-from pst_jax.types import Array, MatrixFactors
+from pst_jax.core.config import PSTConfig
+from pst_jax.core.topk import topk_mask
+from pst_jax.core.types import Array, MatrixFactors
 
 FACTOR_NAMES = ("U", "V", "A", "B", "R", "C")
 

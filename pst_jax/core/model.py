@@ -1,6 +1,6 @@
 """PST over a whole model: init all factors, merge them into effective params, export.
 
-These functions take a parameter tree (nested or flat), the :class:`~pst_jax.rules.Plan` of the
+These functions take a parameter tree (nested or flat), the :class:`~pst_jax.core.rules.Plan` of the
 model and the factors keyed by matrix name, and return ordinary parameter trees to feed
 ``module.apply`` / ``model(..., params=...)``.
 """
@@ -12,11 +12,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pst_jax.config import PSTConfig
-from pst_jax.pst import adapted_kernel, check_sparsity, importance, init_factors
-from pst_jax.rules import Matrix, Plan, flatten, read_matrix, unflatten, write_kernel
-from pst_jax.topk import topk_masks
-from pst_jax.types import Array, Factors, Masks, Params
+from pst_jax.core.config import PSTConfig
+from pst_jax.core.pst import adapted_kernel, check_sparsity, importance, init_factors
+from pst_jax.core.rules import Matrix, Plan, flatten, read_matrix, unflatten, write_kernel
+from pst_jax.core.topk import topk_masks
+from pst_jax.core.types import Array, Factors, Masks, Params
 
 
 def init_pst(key: Array, plan: Plan, config: PSTConfig = PSTConfig(), dtype=jnp.float32) -> Factors:
@@ -62,7 +62,7 @@ def masked_matrices(
 ) -> tuple[dict[str, Array], dict[str, Array]]:
     """``({name: M * W}, {name: M})`` with ``M`` the top-k mask of each matrix's scores (same shapes together).
 
-    ``mask_fn`` maps a list of score matrices and the sparsity to their masks, as :func:`~pst_jax.topk.topk_masks`
+    ``mask_fn`` maps a list of score matrices and the sparsity to their masks, as :func:`~pst_jax.core.topk.topk_masks`
     (straight-through gradient) does.
     """
     check_sparsity(sparsity)
@@ -82,7 +82,7 @@ def _pst_weights_and_scores(
 def sparse_kernels(
     params: Params, factors: Factors, sparsity: Array | float, plan: Plan, config: PSTConfig = PSTConfig()
 ) -> dict[str, Array]:
-    """The masked adapted kernel of every sparsified path, in its stored layout (:func:`~pst_jax.pst.masked_kernel`
+    """The masked adapted kernel of every sparsified path, in its stored layout (:func:`~pst_jax.core.pst.masked_kernel`
     of each matrix, the masks of same-shape matrices selected together)."""
     return rewrite_matrices(
         params, plan, lambda ws: masked_matrices(*_pst_weights_and_scores(ws, factors, config), sparsity)[0]

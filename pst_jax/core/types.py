@@ -12,7 +12,7 @@ Params = Mapping[str, Any]
 FlatParams = dict[str, Array]
 #: The six PST factors of one matrix: ``{"U", "V", "A", "B", "R", "C"}``.
 MatrixFactors = Mapping[str, Array]
-#: PST factors of a whole model, keyed by matrix name (see :class:`pst_jax.rules.Matrix`).
+#: PST factors of a whole model, keyed by matrix name (see :class:`pst_jax.core.rules.Matrix`).
 Factors = dict[str, dict[str, Array]]
 #: 0/1 masks keyed by matrix name, each shaped ``(d_in, d_out)``.
 Masks = dict[str, Array]

@@ -26,24 +26,31 @@ from typing import Any
 import jax
 import numpy as np
 
-from pst_jax.baselines import METHOD_NAMES
-from pst_jax.batching import Encoded, batches, encode, length_buckets, num_batches
-from pst_jax.glue_data import hub_reachable, load_files, load_glue_dir, load_glue_hub, load_rotten_tomatoes
-from pst_jax.glue_tasks import GlueTask, compute_metrics, get_task, majority_baseline
-from pst_jax.loop import TrainLoop
-from pst_jax.losses import classification_loss
-from pst_jax.method_config import (
+from pst_jax.core.model import kernel_sparsity
+from pst_jax.core.rules import Plan, flatten, make_plan, read_matrix, rules_for
+from pst_jax.data.batching import Encoded, batches, encode, length_buckets, num_batches
+from pst_jax.glue.data import hub_reachable, load_files, load_glue_dir, load_glue_hub, load_rotten_tomatoes
+from pst_jax.glue.tasks import GlueTask, compute_metrics, get_task, majority_baseline
+from pst_jax.methods.registry import METHOD_NAMES
+from pst_jax.training.loop import TrainLoop
+from pst_jax.training.losses import classification_loss
+from pst_jax.training.method_config import (
     MethodConfig,
     build_method,
     check_method_config,
     parameter_report,
     sparsity_schedule,
 )
-from pst_jax.optim import learning_rate_schedule, make_optimizer
-from pst_jax.rules import Plan, flatten, make_plan, read_matrix, rules_for
-from pst_jax.sharding import make_mesh, shard_batch
-from pst_jax.train import export_model, init_train_state, jit_eval_step, jit_train_step, make_eval_step, make_train_step
-from pst_jax.tree import kernel_sparsity
+from pst_jax.training.optim import learning_rate_schedule, make_optimizer
+from pst_jax.training.sharding import make_mesh, shard_batch
+from pst_jax.training.step import (
+    export_model,
+    init_train_state,
+    jit_eval_step,
+    jit_train_step,
+    make_eval_step,
+    make_train_step,
+)
 
 logger = logging.getLogger("pst_jax")
 

@@ -5,9 +5,9 @@ from typing import Any, NamedTuple
 
 import jax
 
-from pst_jax.config import PSTConfig
-from pst_jax.pst import num_factor_params
-from pst_jax.rules import Plan, flatten
+from pst_jax.core.config import PSTConfig
+from pst_jax.core.pst import num_factor_params
+from pst_jax.core.rules import Plan, flatten
 
 
 class ParamCount(NamedTuple):

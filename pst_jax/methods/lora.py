@@ -1,6 +1,6 @@
-"""LoRA (Hu et al., ICLR 2022) as a :class:`~pst_jax.methods.Method`: PST's dense, low-rank baseline.
+"""LoRA (Hu et al., ICLR 2022) as a :class:`~pst_jax.methods.base.Method`: PST's dense, low-rank baseline.
 
-It adapts the matrices PST sparsifies (those of the :class:`~pst_jax.rules.Plan`) and prunes nothing.
+It adapts the matrices PST sparsifies (those of the :class:`~pst_jax.core.rules.Plan`) and prunes nothing.
 Training runs the unmerged forward ``x @ W0 + (x @ A) @ B`` (:func:`lora_apply_loss`), so no full weight
 gradient is formed; evaluation and export use the merged kernels.
 """
@@ -13,11 +13,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from pst_jax.losses import LossFn
-from pst_jax.methods import Method, Trainable, split_head
-from pst_jax.rules import Matrix, Plan, unflatten
-from pst_jax.tree import map_matrices
-from pst_jax.types import Array, Batch, FlatParams, Params
+from pst_jax.core.model import map_matrices
+from pst_jax.core.rules import Matrix, Plan, unflatten
+from pst_jax.core.types import Array, Batch, FlatParams, Params
+from pst_jax.methods.base import Method, Trainable, split_head
+from pst_jax.training.losses import LossFn
 
 
 def lora_scale(rank: int, alpha: float | None = None) -> float:
@@ -141,7 +141,7 @@ def lora(plan: Plan, rank: int = 8, alpha: float | None = None, train_head: bool
     "head": head params}``; nothing is pruned.
 
     ``effective_params`` returns the *merged* kernels ``W0 + scale * A @ B``: the deployable model of
-    the original architecture (what :func:`~pst_jax.train.export_model` writes) and, with today's
+    the original architecture (what :func:`~pst_jax.training.step.export_model` writes) and, with today's
     train step, a correct but not memory-optimal forward (the gradient of each merged kernel is a full
     ``(d_in, d_out)`` matrix). The unmerged forward, :func:`lora_apply_loss`, is attached as the
     method's ``apply_loss``: the train step uses it, evaluation and export use the merged kernels.

@@ -2,7 +2,7 @@
 
 The trainable tree of a run is a dict of groups (PST: ``{"pst": factors, "head": {path: array}}``;
 dense fine-tuning: ``{"weights": ...}``; movement pruning adds ``"scores"``, LoRA trains ``"lora"``; see
-:mod:`pst_jax.methods`, :mod:`pst_jax.pruning`, :mod:`pst_jax.lora`): only it is differentiated, so
+:mod:`pst_jax.methods.base`, :mod:`pst_jax.methods.pruning`, :mod:`pst_jax.methods.lora`): only it is differentiated, so
 frozen weights get neither gradient buffers nor optimizer state. :func:`param_labels` labels each
 leaf by its top-level group; an unknown group is labelled ``"frozen"`` and zeroed, so a leaf handed
 to the optimizer by mistake cannot move.

@@ -1,7 +1,7 @@
-"""The pruning baselines PST is compared against, as :class:`~pst_jax.methods.Method` factories.
+"""The pruning baselines PST is compared against, as :class:`~pst_jax.methods.base.Method` factories.
 
 Each shares PST's training loop, schedule, sharding and export, and sparsifies the same matrices (those
-of the :class:`~pst_jax.rules.Plan`), each on its own (no global ranking):
+of the :class:`~pst_jax.core.rules.Plan`), each on its own (no global ranking):
 
 * :func:`magnitude`: magnitude pruning (MaP), mask = top-k of ``|W|``, all weights trained;
 * :func:`movement`: movement pruning (MvP), one trainable score per weight, straight-through top-k;
@@ -13,7 +13,7 @@ They follow Hugging Face's reference code of the movement-pruning paper
 port differs from it, the factory's docstring says so.
 
 Layouts: every mask and score is a ``(d_in, d_out)`` matrix read with
-:func:`~pst_jax.rules.read_matrix`, so GPT-2's ``(d_out, d_in)`` kernels and its fused ``c_attn``
+:func:`~pst_jax.core.rules.read_matrix`, so GPT-2's ``(d_out, d_in)`` kernels and its fused ``c_attn``
 (three matrices, three masks) are handled as in PST.
 """
 
@@ -25,11 +25,11 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from pst_jax.methods import Method, Trainable
-from pst_jax.rules import Plan, flatten, unflatten
-from pst_jax.topk import keep_masks, kth_smallest_key, sortable_keys, topk_masks
-from pst_jax.tree import masked_matrices, read_matrices, rewrite_matrices
-from pst_jax.types import Array, FlatParams, Params
+from pst_jax.core.model import masked_matrices, read_matrices, rewrite_matrices
+from pst_jax.core.rules import Plan, flatten, unflatten
+from pst_jax.core.topk import keep_masks, kth_smallest_key, sortable_keys, topk_masks
+from pst_jax.core.types import Array, FlatParams, Params
+from pst_jax.methods.base import Method, Trainable
 
 #: The reference's soft-movement floor: at least ``int(0.005 * numel) + 1`` weights of a matrix are kept.
 REFERENCE_MIN_KEEP = 0.005
@@ -39,7 +39,7 @@ REFERENCE_FROZEN = r"(^|/)embeddings/"
 
 #: ``{name: W} -> {name: scores}`` of the planned matrices.
 ScoresFn = Callable[[dict[str, Array]], dict[str, Array]]
-#: ``(score matrices, sparsity) -> masks``, e.g. :func:`~pst_jax.topk.topk_masks`.
+#: ``(score matrices, sparsity) -> masks``, e.g. :func:`~pst_jax.core.topk.topk_masks`.
 MasksFn = Callable[[list[Array], Array], list[Array]]
 
 
@@ -149,7 +149,7 @@ def movement(plan: Plan, freeze: str | None = None) -> Method:
     ``torch.sort(descending=True)`` gives no order guarantee for ties. Two more small differences from the
     reference's ``TopKBinarizer``: it keeps ``int((1 - s) * numel)`` (so prunes up to one more entry
     than ``floor(s * numel)``), and it gives the scores their own learning rate (``1e-2`` in its
-    commands): use :func:`~pst_jax.optim.make_optimizer`'s ``scores_learning_rate``.
+    commands): use :func:`~pst_jax.training.optim.make_optimizer`'s ``scores_learning_rate``.
 
     The reference freezes the embeddings (``freeze=REFERENCE_FROZEN``); by default every weight is
     trained, as the PST paper counts movement pruning's trainable parameters.

@@ -6,7 +6,7 @@ end-of-text token doubles as the separator), ``tokens(" " + reference) + [<|endo
 the two are concatenated and cut to the first ``max_length`` tokens, and only target tokens carry loss.
 
 Batches have a fixed number of rows and a width from a short list of length buckets, as
-:mod:`pst_jax.batching` makes them for classification, so a jitted step compiles once per bucket.
+:mod:`pst_jax.data.batching` makes them for classification, so a jitted step compiles once per bucket.
 """
 
 from collections.abc import Iterator, Sequence
@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from pst_jax.batching import length_grouped_order
-from pst_jax.nlg_data import NLGExample
+from pst_jax.data.batching import length_grouped_order
+from pst_jax.nlg.data import NLGExample
 
 
 def _special_ids(tokenizer: Any) -> tuple[int, int]:

@@ -1,7 +1,7 @@
 """The settings every experiment shares: which method, its ranks and its sparsity schedule.
 
-:class:`MethodConfig` is the base of :class:`~pst_jax.glue_run.GlueConfig` and
-:class:`~pst_jax.nlg_run.NLGConfig`; :func:`check_method_config` checks it before anything is loaded, and
+:class:`MethodConfig` is the base of :class:`~pst_jax.glue.run.GlueConfig` and
+:class:`~pst_jax.nlg.run.NLGConfig`; :func:`check_method_config` checks it before anything is loaded, and
 :func:`build_method` and :func:`sparsity_schedule` turn it into the method and the schedule a run trains with;
 :func:`parameter_report` is what ``results.json`` says about the run's parameters.
 """
@@ -11,13 +11,13 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from pst_jax import profiling
-from pst_jax.baselines import METHOD_NAMES, make_method, trainable_parameters
-from pst_jax.config import PSTConfig
-from pst_jax.count import count_parameters
-from pst_jax.methods import Method
-from pst_jax.rules import Plan
-from pst_jax.schedule import cubic_sparsity
+from pst_jax.core.config import PSTConfig
+from pst_jax.core.rules import Plan
+from pst_jax.core.schedule import cubic_sparsity
+from pst_jax.methods.base import Method
+from pst_jax.methods.count import count_parameters
+from pst_jax.methods.registry import METHOD_NAMES, make_method, trainable_parameters
+from pst_jax.training import profiling
 
 
 @dataclasses.dataclass
@@ -71,7 +71,7 @@ def check_method_config(cfg: MethodConfig) -> None:
 
 
 def build_method(cfg: MethodConfig, plan: Plan) -> Method:
-    """The :class:`~pst_jax.methods.Method` that ``cfg`` names, over the matrices of ``plan``."""
+    """The :class:`~pst_jax.methods.base.Method` that ``cfg`` names, over the matrices of ``plan``."""
     return make_method(
         cfg.method,
         plan,

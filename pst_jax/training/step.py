@@ -1,6 +1,6 @@
 """Jitted, mesh-sharded train and eval steps, shared by every fine-tuning method.
 
-A :class:`~pst_jax.methods.Method` splits the model in two:
+A :class:`~pst_jax.methods.base.Method` splits the model in two:
 
 * ``state.trainable``: a dict of named groups (PST: ``{"pst": factors, "head": {path: array}}``),
   the only tree that is differentiated and stepped;
@@ -26,11 +26,11 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
-from pst_jax.losses import LossFn
-from pst_jax.methods import Method
-from pst_jax.pst import check_sparsity
-from pst_jax.sharding import replicate, replicated
-from pst_jax.types import Array, Batch, FlatParams, Params
+from pst_jax.core.pst import check_sparsity
+from pst_jax.core.types import Array, Batch, FlatParams, Params
+from pst_jax.methods.base import Method
+from pst_jax.training.losses import LossFn
+from pst_jax.training.sharding import replicate, replicated
 
 
 class TrainState(NamedTuple):

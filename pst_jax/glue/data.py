@@ -20,7 +20,7 @@ import datasets
 import numpy as np
 from datasets import Dataset, DatasetDict, Features, Value
 
-from pst_jax.glue_tasks import GlueTask
+from pst_jax.glue.tasks import GlueTask
 
 # String labels of the original GLUE files, in the order of the Hugging Face class ids.
 STRING_LABELS: dict[str, tuple[str, ...]] = {
@@ -72,7 +72,7 @@ def features(task: GlueTask) -> Features:
     """The columns every loader returns for ``task``.
 
     Example:
-      >>> from pst_jax.glue_tasks import TASKS
+      >>> from pst_jax.glue.tasks import TASKS
       >>> features(TASKS["stsb"])["label"]
       Value('float32')
     """
@@ -96,7 +96,7 @@ def parse_label(task: GlueTask, value: Any, where: str) -> int | float:
       ValueError: for a label that is not one of the task's.
 
     Example:
-      >>> from pst_jax.glue_tasks import TASKS
+      >>> from pst_jax.glue.tasks import TASKS
       >>> parse_label(TASKS["mnli"], "neutral", "dev_matched.tsv line 2")
       1
     """
@@ -177,7 +177,7 @@ def load_glue_hub(task: GlueTask, cache_dir: str | None = None) -> DatasetDict:
       cache_dir: the ``datasets`` cache folder; the library default where None.
 
     Example:
-      >>> from pst_jax.glue_tasks import TASKS
+      >>> from pst_jax.glue.tasks import TASKS
       >>> load_glue_hub(TASKS["rte"])["validation"].column_names  # doctest: +SKIP
       ['sentence1', 'sentence2', 'label']
     """
@@ -210,7 +210,7 @@ def glue_paths(task: GlueTask, data_dir: str) -> dict[str, Path]:
       ValueError: naming the exact path expected where the folder, the task's folder or a file is missing.
 
     Example:
-      >>> from pst_jax.glue_tasks import TASKS
+      >>> from pst_jax.glue.tasks import TASKS
       >>> glue_paths(TASKS["mnli"], "glue")["validation_matched"]  # doctest: +SKIP
       PosixPath('glue/MNLI/dev_matched.tsv')
     """
@@ -237,7 +237,7 @@ def read_glue_tsv(task: GlueTask, path: Path) -> Columns:
       ValueError: for a missing column, a row with too few fields or an unknown label.
 
     Example:
-      >>> from pst_jax.glue_tasks import TASKS
+      >>> from pst_jax.glue.tasks import TASKS
       >>> read_glue_tsv(TASKS["sst2"], Path("glue/SST-2/dev.tsv"))["label"][:2]  # doctest: +SKIP
       [1, 0]
     """
@@ -285,7 +285,7 @@ def load_glue_dir(task: GlueTask, data_dir: str) -> DatasetDict:
       ValueError: see :func:`glue_paths` and :func:`read_glue_tsv`; every file is checked before any is read.
 
     Example:
-      >>> from pst_jax.glue_tasks import TASKS
+      >>> from pst_jax.glue.tasks import TASKS
       >>> load_glue_dir(TASKS["mnli"], "glue")  # doctest: +SKIP
       DatasetDict({train: ..., validation_matched: ..., validation_mismatched: ...})
     """
@@ -348,7 +348,7 @@ def read_file(task: GlueTask, path: Path) -> Columns:
       ValueError: for a missing column or text, an empty file or an unknown label.
 
     Example:
-      >>> from pst_jax.glue_tasks import TASKS
+      >>> from pst_jax.glue.tasks import TASKS
       >>> read_file(TASKS["sst2"], Path("train.csv"))["sentence"][:1]  # doctest: +SKIP
       ['a charming journey']
     """
@@ -400,7 +400,7 @@ def load_files(task: GlueTask, train_file: str, validation_file: str | list[str]
         or any :func:`read_file` error; every file is checked before any is read.
 
     Example:
-      >>> from pst_jax.glue_tasks import TASKS
+      >>> from pst_jax.glue.tasks import TASKS
       >>> load_files(TASKS["mnli"], "train.jsonl", ["matched.csv", "mismatched.csv"])  # doctest: +SKIP
       DatasetDict({train: ..., validation_matched: ..., validation_mismatched: ...})
     """

@@ -19,7 +19,7 @@ as LoRA's ``src/gpt2_decode.py`` groups them for multi-reference scoring. An inp
 reference (a WebNLG entry with only ``toFix`` texts, a DART item with no annotation) has no training row
 in LoRA either and is dropped.
 
-Token rows for the language model are made by :mod:`pst_jax.lm_rows`.
+Token rows for the language model are made by :mod:`pst_jax.nlg.rows`.
 """
 
 import json

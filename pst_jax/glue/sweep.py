@@ -1,6 +1,6 @@
 """A comparison sweep: GLUE runs over methods x sparsities, then one table (Markdown, CSV) and two plots.
 
-Each cell of the grid is an ordinary :func:`~pst_jax.glue_run.run` in its own folder of the sweep's
+Each cell of the grid is an ordinary :func:`~pst_jax.glue.run.run` in its own folder of the sweep's
 output folder (``pst-90/``, ``movement-50/``, ``dense/``, ...). A cell whose folder already holds a
 ``results.json`` from the same settings is not rerun, so an interrupted sweep resumes where it
 stopped; a folder holding results from other settings is an error, never overwritten. Methods that do
@@ -20,9 +20,9 @@ from typing import Any
 
 import jax
 
-from pst_jax.baselines import SPARSE_METHODS
-from pst_jax.glue_run import GlueConfig, InputError, check_config, run
-from pst_jax.glue_tasks import get_task
+from pst_jax.glue.run import GlueConfig, InputError, check_config, run
+from pst_jax.glue.tasks import get_task
+from pst_jax.methods.registry import SPARSE_METHODS
 
 logger = logging.getLogger("pst_jax")
 

@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from pst_jax.types import Array
+from pst_jax.core.types import Array
 
 _RADIX_BITS = 16
 

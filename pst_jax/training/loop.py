@@ -8,9 +8,9 @@ import numpy as np
 from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
-from pst_jax.profiling import StepTimer
-from pst_jax.sharding import shard_batch
-from pst_jax.train import TrainState
+from pst_jax.training.profiling import StepTimer
+from pst_jax.training.sharding import shard_batch
+from pst_jax.training.step import TrainState
 
 
 class TrainLoop:

@@ -9,10 +9,10 @@ a given sparsity. The training loop, schedule, sharding and export are shared by
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from pst_jax.config import PSTConfig
-from pst_jax.rules import Plan, flatten, unflatten
-from pst_jax.tree import init_pst, masks, merge
-from pst_jax.types import Array, FlatParams, Params
+from pst_jax.core.config import PSTConfig
+from pst_jax.core.model import init_pst, masks, merge
+from pst_jax.core.rules import Plan, flatten, unflatten
+from pst_jax.core.types import Array, FlatParams, Params
 
 Trainable = dict[str, Any]
 

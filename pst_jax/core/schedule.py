@@ -4,7 +4,7 @@ from collections.abc import Callable
 
 import jax.numpy as jnp
 
-from pst_jax.types import Array
+from pst_jax.core.types import Array
 
 
 def cubic_sparsity(

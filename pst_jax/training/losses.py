@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from pst_jax.types import Array, Batch, Params
+from pst_jax.core.types import Array, Batch, Params
 
 LossFn = Callable[[Params, Batch, Array | None], tuple[Array, dict[str, Array]]]
 

@@ -7,8 +7,8 @@
    ``--train_file``/``--validation_file``/``--test_file``, or from the hub when it is reachable.
 3. :func:`fit`: the jitted, mesh-sharded train step (loss on the target text only, label smoothing),
    the validation loss after every epoch, then the export of the final model at the target sparsity.
-4. :func:`generate`: beam search (:mod:`pst_jax.beam_search`) on the exported sparse model, then the
-   task's metrics (:mod:`pst_jax.nlg_metrics`).
+4. :func:`generate`: beam search (:mod:`pst_jax.nlg.beam_search`) on the exported sparse model, then the
+   task's metrics (:mod:`pst_jax.nlg.metrics`).
 5. Outputs in ``output_dir``: ``config.json``, ``metrics.jsonl``, ``results.json``, ``predictions.jsonl``
    (source, generated text, references), ``predictions.txt`` (one generated text a line) and
    ``sparse_model/``, which ``FlaxGPT2LMHeadModel.from_pretrained`` loads.
@@ -32,26 +32,33 @@ import numpy as np
 from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
-from pst_jax.batching import length_buckets
-from pst_jax.beam_search import decode_rows, make_generate
-from pst_jax.glue_data import hub_reachable
-from pst_jax.glue_run import InputError, hub_model_cached, looks_like_path, measured_sparsity
-from pst_jax.lm_rows import encode_for_lm, lm_batches, prompt_batches
-from pst_jax.loop import TrainLoop
-from pst_jax.losses import causal_lm_loss
-from pst_jax.method_config import (
+from pst_jax.core.rules import make_plan, rules_for
+from pst_jax.data.batching import length_buckets
+from pst_jax.glue.data import hub_reachable
+from pst_jax.glue.run import InputError, hub_model_cached, looks_like_path, measured_sparsity
+from pst_jax.nlg.beam_search import decode_rows, make_generate
+from pst_jax.nlg.data import TASKS, NLGExample, load_nlg_dir, load_nlg_files, load_nlg_hub
+from pst_jax.nlg.metrics import METRICS, lora_postprocess, score
+from pst_jax.nlg.rows import encode_for_lm, lm_batches, prompt_batches
+from pst_jax.training.loop import TrainLoop
+from pst_jax.training.losses import causal_lm_loss
+from pst_jax.training.method_config import (
     MethodConfig,
     build_method,
     check_method_config,
     parameter_report,
     sparsity_schedule,
 )
-from pst_jax.nlg_data import TASKS, NLGExample, load_nlg_dir, load_nlg_files, load_nlg_hub
-from pst_jax.nlg_metrics import METRICS, lora_postprocess, score
-from pst_jax.optim import learning_rate_schedule, make_optimizer
-from pst_jax.rules import make_plan, rules_for
-from pst_jax.sharding import make_mesh, replicate, shard_batch
-from pst_jax.train import export_model, init_train_state, jit_eval_step, jit_train_step, make_eval_step, make_train_step
+from pst_jax.training.optim import learning_rate_schedule, make_optimizer
+from pst_jax.training.sharding import make_mesh, replicate, shard_batch
+from pst_jax.training.step import (
+    export_model,
+    init_train_state,
+    jit_eval_step,
+    jit_train_step,
+    make_eval_step,
+    make_train_step,
+)
 
 logger = logging.getLogger("pst_jax")
 
