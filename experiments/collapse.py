@@ -25,7 +25,11 @@ from pathlib import Path
 import numpy as np
 
 from pst_jax.data.batching import batches, length_buckets
-from pst_jax.glue.run import GlueConfig, InputError, encode_split, get_task, limit_eval, resolve_sources, saved_config
+from pst_jax.glue.config import GlueConfig, saved_config
+from pst_jax.glue.run import encode_split
+from pst_jax.glue.sources import limit_eval, resolve_sources
+from pst_jax.glue.tasks import get_task
+from pst_jax.training.errors import InputError
 
 
 def spread_statistics(states: np.ndarray) -> dict[str, float]:
@@ -39,8 +43,8 @@ def spread_statistics(states: np.ndarray) -> dict[str, float]:
 def probe(run_dir: Path, cfg: GlueConfig, rows: int, hub_ok: Callable[[], bool] | None = None) -> dict:
     """First-token statistics of every layer and the logits' spread for ``run_dir/sparse_model``.
 
-    ``cfg`` is the run's :func:`~pst_jax.glue.run.saved_config`; ``hub_ok`` decides whether the model hub
-    may be asked for the run's data (as in :func:`~pst_jax.glue.run.resolve_sources`).
+    ``cfg`` is the run's :func:`~pst_jax.glue.config.saved_config`; ``hub_ok`` decides whether the model hub
+    may be asked for the run's data (as in :func:`~pst_jax.glue.sources.resolve_sources`).
     """
     from transformers import AutoTokenizer, FlaxAutoModelForSequenceClassification
 

@@ -15,8 +15,9 @@ import sys
 from pathlib import Path
 
 from experiments.glue import add_config_flags, config_from_args
-from pst_jax.glue.run import METHODS, InputError
 from pst_jax.glue.sweep import COLUMNS, sweep
+from pst_jax.methods.registry import METHOD_NAMES
+from pst_jax.training.errors import InputError
 
 
 def _floats(text: str) -> list[float]:
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument(
-        "--methods", default="pst,movement,magnitude,dense", help=f"comma-separated, from {', '.join(METHODS)}"
+        "--methods", default="pst,movement,magnitude,dense", help=f"comma-separated, from {', '.join(METHOD_NAMES)}"
     )
     p.add_argument("--sparsities", type=_floats, default=[0.5, 0.75, 0.9], help="comma-separated, each in [0, 1)")
     p.add_argument(

@@ -7,8 +7,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from pst_jax.glue.run import InputError
 from pst_jax.methods.registry import METHOD_NAMES
+from pst_jax.training.errors import InputError
 from pst_jax.training.method_config import MethodConfig
 
 

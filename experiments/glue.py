@@ -11,7 +11,8 @@ import argparse
 import sys
 
 from experiments.flags import add_method_flags, flag_adder, launch, method_fields
-from pst_jax.glue.run import GlueConfig, run
+from pst_jax.glue.config import GlueConfig
+from pst_jax.glue.run import run
 from pst_jax.glue.tasks import TASKS
 
 

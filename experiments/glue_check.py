@@ -9,7 +9,7 @@ sparsified kernel, and the largest fraction of zeros outside them (embeddings, p
 import argparse
 import json
 
-from pst_jax.glue.run import check_export
+from pst_jax.glue.check import check_export
 
 
 def main() -> None:

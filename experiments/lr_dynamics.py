@@ -25,8 +25,10 @@ import numpy as np
 
 from pst_jax.core.rules import make_plan, read_matrix, rules_for
 from pst_jax.data.batching import batches, length_buckets
-from pst_jax.glue.data import load_rotten_tomatoes
-from pst_jax.glue.run import GlueConfig, embedded_model_path, encode_split, predict
+from pst_jax.glue.config import GlueConfig
+from pst_jax.glue.loaders import load_rotten_tomatoes
+from pst_jax.glue.run import encode_split, predict
+from pst_jax.glue.sources import embedded_model_path
 from pst_jax.glue.tasks import compute_metrics, get_task
 from pst_jax.training.losses import classification_loss
 from pst_jax.training.method_config import build_method, sparsity_schedule

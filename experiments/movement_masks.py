@@ -29,7 +29,9 @@ from tqdm.auto import tqdm
 
 from pst_jax.core.rules import make_plan, read_matrix, rules_for
 from pst_jax.data.batching import batches, encode, length_buckets, num_batches
-from pst_jax.glue.run import GlueConfig, check_config, predict, resolve_recipe, resolve_sources
+from pst_jax.glue.config import GlueConfig, check_config, resolve_recipe
+from pst_jax.glue.run import predict
+from pst_jax.glue.sources import resolve_sources
 from pst_jax.glue.tasks import compute_metrics
 from pst_jax.training.losses import classification_loss
 from pst_jax.training.method_config import build_method

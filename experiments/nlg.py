@@ -13,9 +13,10 @@ import argparse
 import sys
 
 from experiments.flags import add_method_flags, flag_adder, launch, method_fields
+from pst_jax.nlg.config import NLGConfig
 from pst_jax.nlg.data import TASKS
 from pst_jax.nlg.metrics import METRICS
-from pst_jax.nlg.run import NLGConfig, run
+from pst_jax.nlg.run import run
 
 
 def add_config_flags(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:

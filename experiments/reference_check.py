@@ -29,8 +29,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from pst_jax.core.rules import make_plan, read_matrix, rules_for
-from pst_jax.glue.data import load_rotten_tomatoes
-from pst_jax.glue.run import GlueConfig, embedded_model_path, encode_split
+from pst_jax.glue.config import GlueConfig
+from pst_jax.glue.loaders import load_rotten_tomatoes
+from pst_jax.glue.run import encode_split
+from pst_jax.glue.sources import embedded_model_path
 from pst_jax.glue.tasks import get_task
 from pst_jax.training.losses import classification_loss
 from pst_jax.training.method_config import build_method, sparsity_schedule

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from experiments import collapse
-from pst_jax.glue.data import load_glue_dir
+from pst_jax.glue.loaders import load_glue_dir
 from pst_jax.glue.run import run
 from pst_jax.glue.tasks import TASKS
 from tests import tiny

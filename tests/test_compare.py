@@ -16,7 +16,7 @@ ARGV = [
 
 @pytest.fixture(autouse=True)
 def offline(monkeypatch):
-    monkeypatch.setattr("pst_jax.glue.run.hub_reachable", lambda: False)
+    monkeypatch.setattr("pst_jax.glue.sources.hub_reachable", lambda: False)
 
 
 def test_sweep_writes_table_and_plots_then_resumes(tmp_path, monkeypatch, capsys):

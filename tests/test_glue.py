@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 
 from experiments import glue as launcher
-from pst_jax.glue.data import load_glue_dir
-from pst_jax.glue.run import GlueConfig, check_export, run
+from pst_jax.glue.check import check_export
+from pst_jax.glue.config import GlueConfig
+from pst_jax.glue.loaders import load_glue_dir
+from pst_jax.glue.run import run
 from pst_jax.glue.tasks import TASKS
 from tests import tiny
 
@@ -131,7 +133,7 @@ def bad(argv, capsys, monkeypatch):
 
     monkeypatch.setattr(transformers.FlaxAutoModelForSequenceClassification, "from_pretrained", no_loading)
     monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", no_loading)
-    monkeypatch.setattr("pst_jax.glue.run.hub_reachable", NEVER)
+    monkeypatch.setattr("pst_jax.glue.sources.hub_reachable", NEVER)
     assert launcher.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err, err
@@ -182,7 +184,7 @@ def test_glue_from_the_datasets_cache_when_the_hub_is_unreachable(monkeypatch):
     import datasets
     import huggingface_hub
 
-    from pst_jax.glue import run as glue_run
+    from pst_jax.glue import sources as glue_sources
 
     seen = []
 
@@ -190,8 +192,8 @@ def test_glue_from_the_datasets_cache_when_the_hub_is_unreachable(monkeypatch):
         seen.append((datasets.config.HF_HUB_OFFLINE, huggingface_hub.constants.HF_HUB_OFFLINE))
         return load_glue_dir(task, str(FIXTURES))
 
-    monkeypatch.setattr(glue_run, "load_glue_hub", fake_load)
-    sources = glue_run.resolve_sources(GlueConfig(task="rte", model=str(FIXTURES)), TASKS["rte"], NEVER)
+    monkeypatch.setattr(glue_sources, "load_glue_hub", fake_load)
+    sources = glue_sources.resolve_sources(GlueConfig(task="rte", model=str(FIXTURES)), TASKS["rte"], NEVER)
     assert seen == [(True, True)]  # asked the cache with the hub switched off
     assert "local datasets cache" in sources.data_name and sources.data["train"].num_rows == 5
 
@@ -199,7 +201,7 @@ def test_glue_from_the_datasets_cache_when_the_hub_is_unreachable(monkeypatch):
 def test_nothing_cached_falls_back_quickly():
     import time
 
-    from pst_jax.glue.run import load_glue_cached
+    from pst_jax.glue.sources import load_glue_cached
 
     start = time.perf_counter()
     assert load_glue_cached(TASKS["rte"]) is None

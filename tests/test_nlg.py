@@ -13,10 +13,11 @@ from transformers import FlaxGPT2LMHeadModel, GPT2Config
 from experiments import nlg as launcher
 from pst_jax.core.rules import GPT2_RULES, flatten, make_plan, read_matrix
 from pst_jax.nlg.beam_search import decode_rows, make_generate
+from pst_jax.nlg.config import NLGConfig
 from pst_jax.nlg.data import load_nlg_dir
 from pst_jax.nlg.metrics import lora_postprocess
 from pst_jax.nlg.rows import prompt_batches
-from pst_jax.nlg.run import NLGConfig, run
+from pst_jax.nlg.run import run
 from tests import tiny
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -126,3 +126,14 @@ def kernel_sparsity(params: Params, plan: Plan) -> dict[str, float]:
     """Fraction of exact zeros of every sparsified matrix of ``params``, keyed by matrix name."""
     flat = flatten(params)
     return {m.name: float(jnp.mean(read_matrix(jnp.asarray(flat[m.path]), m) == 0)) for m in plan.matrices}
+
+
+def measured_sparsity(params: Any, plan: Plan) -> dict[str, float | int]:
+    """Mean, least and most sparsity over the planned matrices of exported ``params``."""
+    measured = list(kernel_sparsity(params, plan).values())
+    return {
+        "mean": float(np.mean(measured)),
+        "min": float(np.min(measured)),
+        "max": float(np.max(measured)),
+        "matrices": len(measured),
+    }

@@ -1,6 +1,6 @@
 """Type aliases shared across the package."""
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -18,3 +18,5 @@ Factors = dict[str, dict[str, Array]]
 Masks = dict[str, Array]
 #: A batch of model inputs and targets.
 Batch = Mapping[str, Array]
+#: A task loss, ``loss_fn(params, batch, dropout_rng) -> (loss, aux)``; ``dropout_rng=None`` evaluates.
+LossFn = Callable[[Params, Batch, Array | None], tuple[Array, dict[str, Array]]]

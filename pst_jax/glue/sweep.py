@@ -20,9 +20,11 @@ from typing import Any
 
 import jax
 
-from pst_jax.glue.run import GlueConfig, InputError, check_config, run
+from pst_jax.glue.config import GlueConfig, check_config
+from pst_jax.glue.run import run
 from pst_jax.glue.tasks import get_task
 from pst_jax.methods.registry import SPARSE_METHODS
+from pst_jax.training.errors import InputError
 
 logger = logging.getLogger("pst_jax")
 

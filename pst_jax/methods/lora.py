@@ -15,9 +15,8 @@ import jax.numpy as jnp
 
 from pst_jax.core.model import map_matrices
 from pst_jax.core.rules import Matrix, Plan, unflatten
-from pst_jax.core.types import Array, Batch, FlatParams, Params
+from pst_jax.core.types import Array, Batch, FlatParams, LossFn, Params
 from pst_jax.methods.base import Method, Trainable, split_head
-from pst_jax.training.losses import LossFn
 
 
 def lora_scale(rank: int, alpha: float | None = None) -> float:

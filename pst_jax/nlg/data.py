@@ -297,7 +297,7 @@ def load_nlg_hub(task: str, cache_dir: str | None = None) -> dict[str, list[NLGE
     are those of the hub's dataset cards, and these repositories were built by loading scripts, which
     ``datasets`` 4+ no longer runs, so a load may fail. Prefer :func:`load_nlg_dir` with the original
     files, which is what LoRA used: the hub's E2E text is not tokenised like LoRA's files, and its
-    WebNLG 2017 test split mixes several test sets. Check ``glue_data.hub_reachable()`` first.
+    WebNLG 2017 test split mixes several test sets. Check :func:`~pst_jax.data.hub.hub_reachable` first.
 
     Example:
       >>> sorted(load_nlg_hub("dart"))  # doctest: +SKIP

@@ -4,16 +4,13 @@
 rows that fill the last batch to a fixed shape) do not count.
 """
 
-from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from pst_jax.core.types import Array, Batch, Params
-
-LossFn = Callable[[Params, Batch, Array | None], tuple[Array, dict[str, Array]]]
+from pst_jax.core.types import Array, Batch, LossFn, Params
 
 _TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 

@@ -1,7 +1,7 @@
 """The settings every experiment shares: which method, its ranks and its sparsity schedule.
 
-:class:`MethodConfig` is the base of :class:`~pst_jax.glue.run.GlueConfig` and
-:class:`~pst_jax.nlg.run.NLGConfig`; :func:`check_method_config` checks it before anything is loaded, and
+:class:`MethodConfig` is the base of :class:`~pst_jax.glue.config.GlueConfig` and
+:class:`~pst_jax.nlg.config.NLGConfig`; :func:`check_method_config` checks it before anything is loaded, and
 :func:`build_method` and :func:`sparsity_schedule` turn it into the method and the schedule a run trains with;
 :func:`parameter_report` is what ``results.json`` says about the run's parameters.
 """

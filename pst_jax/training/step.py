@@ -27,9 +27,8 @@ import optax
 from jax.sharding import Mesh
 
 from pst_jax.core.pst import check_sparsity
-from pst_jax.core.types import Array, Batch, FlatParams, Params
+from pst_jax.core.types import Array, Batch, FlatParams, LossFn, Params
 from pst_jax.methods.base import Method
-from pst_jax.training.losses import LossFn
 from pst_jax.training.sharding import replicate, replicated
 
 

@@ -1,0 +1,97 @@
+"""The settings of a GLUE run (:class:`GlueConfig`), checked before anything loads, and the recipes that fill them.
+
+:func:`check_config` checks every flag (task, method, sparsity, files, model path) with one-line errors;
+:func:`resolve_recipe` fills the settings left at ``None`` from the paper's recipe or the embedded CPU one;
+:func:`saved_config` reads back the config a run wrote.
+"""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import jax
+
+from pst_jax.data.hub import looks_like_path
+from pst_jax.glue.tasks import GlueTask, get_task
+from pst_jax.training.errors import InputError
+from pst_jax.training.method_config import MethodConfig, check_method_config
+
+# The paper's recipe (BERT-base, GLUE) and the embedded CPU default; explicit flags override both.
+PAPER_RECIPE = {"learning_rate": 3e-5, "epochs": 20, "max_length": 128}
+PAPER_EPOCHS = {"mnli": 10, "qqp": 10}
+EMBEDDED_RECIPE = {"learning_rate": 5e-4, "epochs": 1, "max_length": 64}
+
+
+@dataclasses.dataclass
+class GlueConfig(MethodConfig):
+    """Every setting of a GLUE run; ``None`` means "the recipe's default" (resolved before training)."""
+
+    task: str = "sst2"
+    model: str | None = None
+    learning_rate: float | None = None
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    max_length: int | None = None
+    epochs: int | None = None
+    max_steps: int | None = None
+    max_eval_samples: int | None = None  # None: every dev row
+    seed: int = 43
+    num_devices: int | None = None  # None: all local devices
+    output_dir: str = "runs/glue"
+    data_dir: str | None = None
+    train_file: str | None = None
+    validation_file: list[str] | None = None
+
+
+def check_config(cfg: GlueConfig, num_devices: int) -> GlueTask:
+    """Raises a one-line :class:`InputError` for any bad setting; returns the task. Loads nothing."""
+    try:
+        task = get_task(cfg.task)
+    except ValueError as error:
+        raise InputError(str(error)) from None
+    try:
+        check_method_config(cfg)
+    except ValueError as error:
+        raise InputError(str(error)) from None
+    if cfg.num_devices is not None and not 1 <= cfg.num_devices <= jax.local_device_count():
+        raise InputError(f"--num_devices must be in [1, {jax.local_device_count()}], got {cfg.num_devices}")
+    for name in ("batch_size", "eval_batch_size"):
+        if getattr(cfg, name) < 1:
+            raise InputError(f"--{name} must be a positive integer, got {getattr(cfg, name)}")
+    for name in ("batch_size", "eval_batch_size"):
+        if getattr(cfg, name) % num_devices:
+            raise InputError(
+                f"--{name} {getattr(cfg, name)} is not divisible by the {num_devices} devices; it is the global batch"
+            )
+    for name in ("epochs", "max_steps", "max_eval_samples", "max_length", "learning_rate"):
+        value = getattr(cfg, name)
+        if value is not None and value <= 0:
+            raise InputError(f"--{name} must be positive, got {value}")
+    if cfg.data_dir is not None and (cfg.train_file or cfg.validation_file):
+        raise InputError("give either --data_dir or --train_file/--validation_file, not both")
+    if bool(cfg.train_file) != bool(cfg.validation_file):
+        raise InputError("--train_file and --validation_file go together")
+    if cfg.data_dir is not None and not Path(cfg.data_dir).is_dir():
+        raise InputError(f"--data_dir {cfg.data_dir} does not exist")
+    for path in [cfg.train_file, *(cfg.validation_file or [])]:
+        if path and not Path(path).is_file():
+            raise InputError(f"data file {path} does not exist")
+    if cfg.model is not None and not Path(cfg.model).expanduser().exists() and looks_like_path(cfg.model):
+        raise InputError(f"--model {cfg.model} does not exist (not a folder, and not a hub id)")
+    return task
+
+
+def resolve_recipe(cfg: GlueConfig, task: GlueTask, embedded: bool) -> GlueConfig:
+    """Fills the settings left at ``None`` from the paper's recipe, or the embedded CPU recipe."""
+    recipe = dict(EMBEDDED_RECIPE if embedded else PAPER_RECIPE)
+    if not embedded:
+        recipe["epochs"] = PAPER_EPOCHS.get(task.name, recipe["epochs"])
+    filled = {k: v for k, v in recipe.items() if getattr(cfg, k) is None}
+    return dataclasses.replace(cfg, **filled)
+
+
+def saved_config(output_dir: str | Path) -> GlueConfig:
+    """The :class:`GlueConfig` a run wrote to ``output_dir/config.json`` (keys it does not know are ignored)."""
+    saved = json.loads((Path(output_dir) / "config.json").read_text())
+    fields = {f.name for f in dataclasses.fields(GlueConfig)}
+    return GlueConfig(**{k: v for k, v in saved.items() if k in fields})
