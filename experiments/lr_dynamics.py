@@ -86,7 +86,7 @@ def main(argv=None) -> None:
     method = build_method(cfg, plan)
     schedule, _ = sparsity_schedule(cfg, method, args.total_steps)
     optimizer = make_optimizer(
-        args.learning_rate, args.total_steps, args.warmup_steps, head_learning_rate=args.head_learning_rate
+        method, args.learning_rate, args.total_steps, args.warmup_steps, head_learning_rate=args.head_learning_rate
     )
     state, frozen = init_train_state(jax.random.key(args.seed), model.params, method, optimizer, mesh)
     loss_fn = classification_loss(model)

@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     method = build_method(cfg, plan)
-    optimizer = make_optimizer(cfg.learning_rate, total_steps, scores_learning_rate=cfg.scores_learning_rate)
+    optimizer = make_optimizer(method, cfg.learning_rate, total_steps, scores_learning_rate=cfg.scores_learning_rate)
     state, frozen = init_train_state(jax.random.key(cfg.seed), model.params, method, optimizer, mesh)
     loss_fn = classification_loss(model)
     train_step = jit_train_step(make_train_step(loss_fn, method, optimizer), mesh)

@@ -133,7 +133,7 @@ class Ours:
         self.model, self.plan = model, plan
         self.method = build_method(self.cfg, plan)
         self.schedule, _ = sparsity_schedule(self.cfg, self.method, total_steps)
-        optimizer = make_optimizer(args.learning_rate, total_steps)
+        optimizer = make_optimizer(self.method, args.learning_rate, total_steps)
         self.mesh = make_mesh(jax.local_devices()[:1])
         self.state, self.frozen = init_train_state(
             jax.random.key(seed), model.params, self.method, optimizer, self.mesh

@@ -121,7 +121,9 @@ def test_split_and_trainable_count(request, model_name, name):
     model = request.getfixturevalue(model_name)
     rules, hand = MODELS[model_name]
     plan = make_plan(model.params, rules)
-    trainable, frozen = jax.eval_shape(make_method(name, plan).init, KEY, model.params)  # shapes only
+    method = make_method(name, plan)
+    trainable, frozen = jax.eval_shape(method.init, KEY, model.params)  # shapes only
+    assert set(trainable) == set(method.groups)  # each trainable group is declared, each declared one returned
     check_split_and_count(name, model, plan, trainable, frozen, hand(model.config, RANK))
 
 
@@ -172,7 +174,7 @@ def test_trains_a_few_steps_and_exports(request, model_name, name, steps=4):
     loss_fn, batch = setup_task(model_name, model)
     plan = make_plan(model.params, rules)
     method = make_method(name, plan)
-    tx = make_optimizer(1e-2, steps)
+    tx = make_optimizer(method, 1e-2, steps)
     mesh = make_mesh(jax.devices()[:1])
     state, frozen = init_train_state(KEY, model.params, method, tx, mesh=mesh)
     frozen_before = {p: np.array(v) for p, v in frozen.items()}
@@ -394,13 +396,15 @@ def test_lora_refuses_a_layer_it_cannot_intercept(bert):
 
 def test_scores_and_lora_groups():
     tree = {"weights": {"w": jnp.ones(2)}, "scores": {"m": jnp.ones((2, 2))}, "lora": {"m": {"A": jnp.ones((2, 1))}}}
-    assert param_labels(tree) == {"weights": {"w": "weights"}, "scores": {"m": "scores"}, "lora": {"m": {"A": "lora"}}}
-    tx = make_optimizer(0.1, total_steps=10, weight_decay=0.5, scores_learning_rate=0.01)
+    groups = ("weights", "scores", "lora")
+    labels = {"weights": {"w": "weights"}, "scores": {"m": "scores"}, "lora": {"m": {"A": "lora"}}}
+    assert param_labels(tree, groups) == labels
+    tx = make_optimizer(groups, 0.1, total_steps=10, weight_decay=0.5, scores_learning_rate=0.01)
     updates, _ = tx.update(jax.tree.map(jnp.ones_like, tree), tx.init(tree), tree)
     # Adam's first step is -lr * (1 + weight_decay * param); the scores get their own lr and no weight decay.
     np.testing.assert_allclose(updates["weights"]["w"], -0.1 * 1.5, rtol=1e-5)
     np.testing.assert_allclose(updates["lora"]["m"]["A"], -0.1 * 1.5, rtol=1e-5)
     np.testing.assert_allclose(updates["scores"]["m"], -0.01, rtol=1e-5)
-    default = make_optimizer(0.1, total_steps=10)
+    default = make_optimizer(groups, 0.1, total_steps=10)
     updates, _ = default.update(jax.tree.map(jnp.ones_like, tree), default.init(tree), tree)
     np.testing.assert_allclose(updates["scores"]["m"], -0.1, rtol=1e-5)  # defaults to the main learning rate

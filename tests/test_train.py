@@ -35,7 +35,7 @@ from tests import tiny
 def setup(model, rules, loss_fn, lr=1e-2, steps=10, mesh=None, train_head=True, wrap=lambda f: f):
     plan = make_plan(model.params, rules)
     method = methods.pst(plan, train_head=train_head)
-    tx = make_optimizer(lr, steps)
+    tx = make_optimizer(method, lr, steps)
     mesh = mesh or make_mesh(jax.devices()[:1])
     state, frozen = init_train_state(jax.random.key(0), model.params, method, tx, mesh=mesh)
     step = jit_train_step(wrap(make_train_step(loss_fn, method, tx)), mesh)
@@ -141,7 +141,7 @@ def test_default_init_does_not_collapse_at_a_high_factor_learning_rate(bert):
     learns in every seed."""
     plan = make_plan(bert.params, BERT_RULES)
     method = methods.pst(plan, PSTConfig())
-    steps, tx, mesh = 40, make_optimizer(3e-2, 40), make_mesh(jax.devices()[:1])
+    steps, tx, mesh = 40, make_optimizer(method, 3e-2, 40), make_mesh(jax.devices()[:1])
     step = jit_train_step(make_train_step(classification_loss(bert), method, tx), mesh)
     evaluate = jit_eval_step(make_eval_step(classification_loss(bert), method))
     schedule = cubic_sparsity(steps, 0.5)
@@ -158,7 +158,7 @@ def test_default_init_does_not_collapse_at_a_high_factor_learning_rate(bert):
 
 def test_dense_method_trains_every_weight(bert):
     method = methods.dense()
-    tx = make_optimizer(1e-3, 10)
+    tx = make_optimizer(method, 1e-3, 10)
     mesh = make_mesh(jax.devices()[:1])
     state, frozen = init_train_state(jax.random.key(0), bert.params, method, tx, mesh=mesh)
     assert frozen == {} and set(state.trainable) == {"weights"}

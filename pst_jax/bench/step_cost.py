@@ -97,7 +97,7 @@ def measure(
     plan = make_plan(model.params, rules_for(model.config.model_type))
     method = make_method(name, plan, lora_rank=rank, final_sparsity=sparsity)
     traced_sparsity = jnp.float32(sparsity if method.sparse else 0.0)
-    tx = make_optimizer(1e-4, 10_000)
+    tx = make_optimizer(method, 1e-4, 10_000)
     mesh = make_mesh(jax.local_devices()[:num_devices])
     state, frozen = init_train_state(jax.random.key(0), model.params, method, tx, mesh)
     batch = shard_batch(batch, mesh)

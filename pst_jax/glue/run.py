@@ -82,7 +82,7 @@ def fit(
 
     method = build_method(cfg, plan)
     schedule, target = sparsity_schedule(cfg, method, total_steps)
-    optimizer = make_optimizer(cfg.learning_rate, total_steps, scores_learning_rate=cfg.scores_learning_rate)
+    optimizer = make_optimizer(method, cfg.learning_rate, total_steps, scores_learning_rate=cfg.scores_learning_rate)
     lr_at = learning_rate_schedule(cfg.learning_rate, total_steps)
     state, frozen = init_train_state(jax.random.key(cfg.seed), model.params, method, optimizer, mesh)
     loss_fn = classification_loss(model)

@@ -1,7 +1,7 @@
 """Fine-tuning methods as pluggable pairs: how to split the params, how to rebuild them each step.
 
 A :class:`Method` decides which part of a pretrained parameter tree is trained (``trainable``, a dict of
-named groups, each stepped by its own optimizer group) and which is ``frozen`` (a flat
+named groups, declared in ``Method.groups``, each stepped by its own optimizer group) and which is ``frozen`` (a flat
 ``{path: array}`` dict, never differentiated), and how the model's params are computed from both at
 a given sparsity. The training loop, schedule, sharding and export are shared by every method.
 """
@@ -26,6 +26,9 @@ class Method(NamedTuple):
       effective_params: ``(trainable, frozen, sparsity) -> params`` of the original architecture;
         differentiable in ``trainable``.
       sparse: whether the method prunes (``sparsity`` is ignored otherwise).
+      groups: the names of the top-level groups ``init``'s ``trainable`` has, each stepped by the optimizer
+        group of that name (:data:`pst_jax.training.optim.OPTIMIZER_GROUPS`): a group with no optimizer entry
+        fails in ``make_optimizer``, a trainable group not declared here fails when the optimizer is initialised.
       regularizer: optional ``(trainable, sparsity) -> scalar`` added to the task loss (e.g. soft
         movement pruning's penalty on its scores); ``None`` for none.
       masks: optional ``(trainable, frozen, sparsity) -> {matrix name: 0/1 (d_in, d_out) mask}``, the
@@ -40,6 +43,7 @@ class Method(NamedTuple):
     init: Callable[[Array, Params], tuple[Trainable, FlatParams]]
     effective_params: Callable[[Trainable, FlatParams, Array], dict[str, Any]]
     sparse: bool
+    groups: tuple[str, ...]
     regularizer: Callable[[Trainable, Array], Array] | None = None
     masks: Callable[[Trainable, FlatParams, Array], dict[str, Array]] | None = None
     apply_loss: Callable[..., tuple[Array, Any]] | None = None
@@ -70,7 +74,7 @@ def pst(plan: Plan, config: PSTConfig = PSTConfig(), train_head: bool = True) ->
     def pst_masks(trainable: Trainable, frozen: FlatParams, sparsity: Array):
         return masks(frozen, trainable["pst"], sparsity, plan, config)
 
-    return Method("pst", init, effective_params, sparse=True, masks=pst_masks)
+    return Method("pst", init, effective_params, sparse=True, groups=("pst", "head"), masks=pst_masks)
 
 
 def dense() -> Method:
@@ -82,4 +86,4 @@ def dense() -> Method:
     def effective_params(trainable: Trainable, frozen: FlatParams, sparsity: Array):
         return unflatten({**frozen, **trainable["weights"]})
 
-    return Method("dense", init, effective_params, sparse=False)
+    return Method("dense", init, effective_params, sparse=False, groups=("weights",))

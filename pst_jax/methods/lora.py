@@ -166,4 +166,6 @@ def lora(plan: Plan, rank: int = 8, alpha: float | None = None, train_head: bool
         )
         return unflatten({**flat, **merged})
 
-    return Method("lora", init, effective_params, sparse=False, apply_loss=lora_apply_loss(plan, scale))
+    return Method(
+        "lora", init, effective_params, sparse=False, groups=("lora", "head"), apply_loss=lora_apply_loss(plan, scale)
+    )

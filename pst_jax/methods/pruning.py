@@ -92,7 +92,15 @@ def _scores_method(
         flat = {**frozen, **trainable["weights"]}
         return _masks(flat, plan, lambda ws: trainable["scores"], masks_fn, sparsity)
 
-    return Method(name, init, effective_params, sparse=True, regularizer=regularizer, masks=masks)
+    return Method(
+        name,
+        init,
+        effective_params,
+        sparse=True,
+        groups=("weights", "scores"),
+        regularizer=regularizer,
+        masks=masks,
+    )
 
 
 # --- magnitude pruning -----------------------------------------------------------------------------------------------
@@ -127,7 +135,7 @@ def magnitude(plan: Plan, freeze: str | None = None) -> Method:
     def masks(trainable: Trainable, frozen: FlatParams, sparsity: Array):
         return _masks({**frozen, **trainable["weights"]}, plan, magnitudes, keep_masks, sparsity)
 
-    return Method("magnitude", init, effective_params, sparse=True, masks=masks)
+    return Method("magnitude", init, effective_params, sparse=True, groups=("weights",), masks=masks)
 
 
 # --- movement pruning ------------------------------------------------------------------------------------------------

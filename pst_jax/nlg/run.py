@@ -127,6 +127,7 @@ def fit(
     method = build_method(cfg, plan)
     schedule, target = sparsity_schedule(cfg, method, total_steps)
     optimizer = make_optimizer(
+        method,
         cfg.learning_rate,
         total_steps,
         cfg.warmup_steps,

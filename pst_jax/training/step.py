@@ -10,7 +10,7 @@ A :class:`~pst_jax.methods.base.Method` splits the model in two:
 Example (see ``tests/test_train.py`` for a complete run)::
 
     method = methods.pst(make_plan(model.params, rules_for(model.config.model_type)))
-    tx = make_optimizer(3e-5, total_steps)
+    tx = make_optimizer(method, 3e-5, total_steps)
     state, frozen = init_train_state(key, model.params, method, tx, mesh=mesh)
     step = jit_train_step(make_train_step(classification_loss(model), method, tx), mesh)
     for t, batch in enumerate(batches):
