@@ -12,8 +12,8 @@ This module is the curated public API.
 
 from pst_jax import methods
 from pst_jax.core.config import PSTConfig
-from pst_jax.core.model import export, init_pst, kernel_sparsity, masks, merge
-from pst_jax.core.pst import adapted_kernel, factor_shapes, importance, init_factors, mask, masked_kernel
+from pst_jax.core.model import init_pst, kernel_sparsity, masks, merge
+from pst_jax.core.pst import adapted_kernel, factor_shapes, importance, init_factors, masked_kernel
 from pst_jax.core.rules import (
     BERT_RULES,
     GPT2_RULES,
@@ -30,7 +30,7 @@ from pst_jax.core.schedule import cubic_sparsity
 from pst_jax.core.topk import keep_mask, prune_count, topk_mask
 from pst_jax.methods import lora, pruning
 from pst_jax.methods import registry as baselines
-from pst_jax.methods.base import Method
+from pst_jax.methods.base import Method, export_model
 from pst_jax.methods.count import ParamCount, count_parameters, param_shapes
 from pst_jax.methods.lora import lora_apply_loss, lora_interceptor
 from pst_jax.methods.registry import METHOD_NAMES, make_method, trainable_parameters
@@ -40,7 +40,6 @@ from pst_jax.training.optim import learning_rate_schedule, make_optimizer, param
 from pst_jax.training.sharding import make_mesh, replicate, shard_batch
 from pst_jax.training.step import (
     TrainState,
-    export_model,
     init_train_state,
     jit_eval_step,
     jit_train_step,
@@ -73,7 +72,6 @@ __all__ = [
     "methods",
     "lora",
     "pruning",
-    "export",
     "export_model",
     "factor_shapes",
     "importance",
@@ -94,7 +92,6 @@ __all__ = [
     "make_optimizer",
     "make_plan",
     "make_train_step",
-    "mask",
     "masked_kernel",
     "masks",
     "merge",

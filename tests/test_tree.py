@@ -11,17 +11,23 @@ from pst_jax import (
     BERT_RULES,
     GPT2_RULES,
     ROBERTA_RULES,
-    export,
+    export_model,
     init_pst,
     kernel_sparsity,
     make_plan,
     masks,
     merge,
+    methods,
     read_matrix,
 )
 from pst_jax.core.rules import flatten
 
 MODELS = [("bert", BERT_RULES), ("roberta", ROBERTA_RULES), ("gpt2", GPT2_RULES)]
+
+
+def export(params, factors, sparsity, plan):
+    """PST's export of ``params`` with these factors (every pretrained weight frozen, the head included)."""
+    return export_model({"pst": factors, "head": {}}, flatten(params), sparsity, methods.pst(plan, train_head=False))
 
 
 @pytest.mark.parametrize("name,rules", MODELS)

@@ -1,4 +1,4 @@
-"""PST over a whole model: init all factors, merge them into effective params, export.
+"""PST over a whole model: init all factors, merge them into effective params, read their masks and sparsity.
 
 These functions take a parameter tree (nested or flat), the :class:`~pst_jax.core.rules.Plan` of the
 model and the factors keyed by matrix name, and return ordinary parameter trees to feed
@@ -6,7 +6,7 @@ model and the factors keyed by matrix name, and return ordinary parameter trees 
 """
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -54,12 +54,19 @@ def map_matrices(params: Params, plan: Plan, fn: Callable[[Matrix, Array], Array
     return rewrite_matrices(params, plan, lambda ws: {m.name: fn(m, ws[m.name]) for m in plan.matrices})
 
 
+class MaskedMatrices(NamedTuple):
+    """What :func:`masked_matrices` returns, both keyed by matrix name."""
+
+    weights: dict[str, Array]  # M * W
+    masks: dict[str, Array]  # M, in W's dtype
+
+
 def masked_matrices(
     weights: dict[str, Array],
     scores: dict[str, Array],
     sparsity: Array | float,
     mask_fn: Callable[[list[Array], Array], list[Array]] = topk_masks,
-) -> tuple[dict[str, Array], dict[str, Array]]:
+) -> MaskedMatrices:
     """``({name: M * W}, {name: M})`` with ``M`` the top-k mask of each matrix's scores (same shapes together).
 
     ``mask_fn`` maps a list of score matrices and the sparsity to their masks, as :func:`~pst_jax.core.topk.topk_masks`
@@ -69,7 +76,7 @@ def masked_matrices(
     names = list(scores)
     found = mask_fn([scores[n] for n in names], jnp.asarray(sparsity, jnp.float32))
     masks_ = {n: m.astype(weights[n].dtype) for n, m in zip(names, found, strict=True)}
-    return {n: masks_[n] * weights[n] for n in names}, masks_
+    return MaskedMatrices({n: masks_[n] * weights[n] for n in names}, masks_)
 
 
 def _pst_weights_and_scores(
@@ -85,7 +92,7 @@ def sparse_kernels(
     """The masked adapted kernel of every sparsified path, in its stored layout (:func:`~pst_jax.core.pst.masked_kernel`
     of each matrix, the masks of same-shape matrices selected together)."""
     return rewrite_matrices(
-        params, plan, lambda ws: masked_matrices(*_pst_weights_and_scores(ws, factors, config), sparsity)[0]
+        params, plan, lambda ws: masked_matrices(*_pst_weights_and_scores(ws, factors, config), sparsity).weights
     )
 
 
@@ -106,20 +113,7 @@ def masks(
     params: Params, factors: Factors, sparsity: Array | float, plan: Plan, config: PSTConfig = PSTConfig()
 ) -> Masks:
     """The 0/1 mask of every matrix, ``(d_in, d_out)``, keyed by matrix name."""
-    return masked_matrices(*_pst_weights_and_scores(read_matrices(params, plan), factors, config), sparsity)[1]
-
-
-def export(
-    params: Params, factors: Factors, sparsity: float, plan: Plan, config: PSTConfig = PSTConfig()
-) -> dict[str, Any]:
-    """The deployable model: effective params at ``sparsity`` as host NumPy arrays, factors dropped.
-
-    Pruned entries are exactly zero; the tree has the original architecture's structure, so
-    ``model.save_pretrained(path, params=export(...))`` writes an ordinary checkpoint.
-    """
-    check_sparsity(sparsity)
-    merged = jax.jit(lambda p, f, s: merge(p, f, s, plan, config))(params, factors, sparsity)
-    return jax.tree.map(np.asarray, jax.device_get(merged))
+    return masked_matrices(*_pst_weights_and_scores(read_matrices(params, plan), factors, config), sparsity).masks
 
 
 def kernel_sparsity(params: Params, plan: Plan) -> dict[str, float]:

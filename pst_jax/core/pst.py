@@ -19,8 +19,6 @@ from pst_jax.core.config import PSTConfig
 from pst_jax.core.topk import topk_mask
 from pst_jax.core.types import Array, MatrixFactors
 
-FACTOR_NAMES = ("U", "V", "A", "B", "R", "C")
-
 
 def factor_shapes(d_in: int, d_out: int, config: PSTConfig = PSTConfig()) -> dict[str, tuple[int, ...]]:
     """Shapes of the six factors of a ``(d_in, d_out)`` kernel.
@@ -88,18 +86,6 @@ def check_sparsity(sparsity) -> None:
         raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
 
 
-def _mask_and_adapted(kernel, factors, sparsity, config):
-    check_sparsity(sparsity)
-    adapted = adapted_kernel(kernel, factors, config)
-    scores = importance(adapted, factors, config)
-    return topk_mask(scores, jnp.asarray(sparsity, jnp.float32)), adapted
-
-
-def mask(kernel: Array, factors: MatrixFactors, sparsity: Array | float, config: PSTConfig = PSTConfig()) -> Array:
-    """The 0/1 mask ``M`` of one kernel, in the kernel's dtype (see :func:`masked_kernel`)."""
-    return _mask_and_adapted(kernel, factors, sparsity, config)[0]
-
-
 def masked_kernel(
     kernel: Array, factors: MatrixFactors, sparsity: Array | float, config: PSTConfig = PSTConfig()
 ) -> Array:
@@ -123,5 +109,7 @@ def masked_kernel(
       >>> masked_kernel(w, init_factors(jax.random.key(0), 2, 3), 0.5).tolist()
       [[0.0, 0.0, 0.0], [4.0, 5.0, 6.0]]
     """
-    m, adapted = _mask_and_adapted(kernel, factors, sparsity, config)
-    return m * adapted
+    check_sparsity(sparsity)
+    adapted = adapted_kernel(kernel, factors, config)
+    scores = importance(adapted, factors, config)
+    return topk_mask(scores, jnp.asarray(sparsity, jnp.float32)) * adapted

@@ -29,6 +29,7 @@ from pst_jax.data.batching import Encoded, batches, encode, length_buckets, num_
 from pst_jax.glue.config import GlueConfig, check_config, resolve_recipe
 from pst_jax.glue.sources import limit_eval, resolve_sources
 from pst_jax.glue.tasks import GlueTask, compute_metrics, majority_baseline
+from pst_jax.methods.base import export_model
 from pst_jax.training.errors import InputError
 from pst_jax.training.loop import TrainLoop
 from pst_jax.training.losses import classification_loss
@@ -36,7 +37,6 @@ from pst_jax.training.method_config import build_method, parameter_report, spars
 from pst_jax.training.optim import learning_rate_schedule, make_optimizer
 from pst_jax.training.sharding import make_mesh, shard_batch
 from pst_jax.training.step import (
-    export_model,
     init_train_state,
     jit_eval_step,
     jit_train_step,

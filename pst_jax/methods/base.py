@@ -9,8 +9,13 @@ a given sparsity. The training loop, schedule, sharding and export are shared by
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import jax
+import jax.numpy as jnp
+import numpy as np
+
 from pst_jax.core.config import PSTConfig
 from pst_jax.core.model import init_pst, masks, merge
+from pst_jax.core.pst import check_sparsity
 from pst_jax.core.rules import Plan, flatten, unflatten
 from pst_jax.core.types import Array, FlatParams, Params
 
@@ -87,3 +92,16 @@ def dense() -> Method:
         return unflatten({**frozen, **trainable["weights"]})
 
     return Method("dense", init, effective_params, sparse=False, groups=("weights",))
+
+
+def export_model(trainable: Trainable, frozen: FlatParams, sparsity: float, method: Method) -> dict[str, Any]:
+    """The deployable params of the original architecture at ``sparsity``, as host NumPy arrays.
+
+    ``trainable`` is ``state.trainable`` (or a host copy of it). For PST each sparsified kernel is
+    ``M * W~`` (pruned entries exactly zero) and the factors are dropped. The tree has the original
+    architecture's structure, so ``model.save_pretrained(path, params=export_model(...))`` writes an
+    ordinary checkpoint.
+    """
+    check_sparsity(sparsity)
+    params = jax.jit(method.effective_params)(trainable, frozen, jnp.float32(sparsity))
+    return jax.tree.map(np.asarray, jax.device_get(params))

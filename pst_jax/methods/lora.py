@@ -140,7 +140,7 @@ def lora(plan: Plan, rank: int = 8, alpha: float | None = None, train_head: bool
     "head": head params}``; nothing is pruned.
 
     ``effective_params`` returns the *merged* kernels ``W0 + scale * A @ B``: the deployable model of
-    the original architecture (what :func:`~pst_jax.training.step.export_model` writes) and, with today's
+    the original architecture (what :func:`~pst_jax.methods.base.export_model` writes) and, with today's
     train step, a correct but not memory-optimal forward (the gradient of each merged kernel is a full
     ``(d_in, d_out)`` matrix). The unmerged forward, :func:`lora_apply_loss`, is attached as the
     method's ``apply_loss``: the train step uses it, evaluation and export use the merged kernels.

@@ -20,6 +20,7 @@ Layouts: every mask and score is a ``(d_in, d_out)`` matrix read with
 import functools
 import re
 from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -46,23 +47,31 @@ MasksFn = Callable[[list[Array], Array], list[Array]]
 # --- shared helpers ------------------------------------------------------------------------------------------------
 
 
-def split_weights(params: Params, freeze: str | None) -> tuple[FlatParams, FlatParams]:
+class WeightSplit(NamedTuple):
+    """What :func:`split_weights` returns: two flat ``{path: array}`` dicts."""
+
+    trained: FlatParams
+    frozen: FlatParams
+
+
+def split_weights(params: Params, freeze: str | None) -> WeightSplit:
     """``(trained, frozen)`` flat dicts: paths matching the ``freeze`` regex (if any) are frozen."""
     flat = flatten(params)
     if freeze is None:
-        return flat, {}
+        return WeightSplit(flat, {})
     regex = re.compile(freeze)
-    return {p: v for p, v in flat.items() if not regex.search(p)}, {p: v for p, v in flat.items() if regex.search(p)}
+    trained = {p: v for p, v in flat.items() if not regex.search(p)}
+    return WeightSplit(trained, {p: v for p, v in flat.items() if regex.search(p)})
 
 
 def _masked_kernels(flat: FlatParams, plan: Plan, scores_of: ScoresFn, masks_fn: MasksFn, sparsity: Array):
     """Every sparsified kernel with each of its matrices ``W`` replaced by ``M * W``, ``M`` from its scores."""
-    return rewrite_matrices(flat, plan, lambda ws: masked_matrices(ws, scores_of(ws), sparsity, masks_fn)[0])
+    return rewrite_matrices(flat, plan, lambda ws: masked_matrices(ws, scores_of(ws), sparsity, masks_fn).weights)
 
 
 def _masks(flat: FlatParams, plan: Plan, scores_of: ScoresFn, masks_fn: MasksFn, sparsity: Array):
     ws = read_matrices(flat, plan)
-    return masked_matrices(ws, scores_of(ws), sparsity, masks_fn)[1]
+    return masked_matrices(ws, scores_of(ws), sparsity, masks_fn).masks
 
 
 def _zero_scores(plan: Plan) -> dict[str, Array]:

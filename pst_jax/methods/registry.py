@@ -103,7 +103,7 @@ def trainable_parameters(
     """
     sizes = {path: math.prod(leaf.shape) for path, leaf in flatten(params).items()}
     head = sum(sizes[p] for p in plan.paths("head")) if train_head else 0
-    frozen = set(split_weights(sizes, freeze)[1]) if freeze is not None else set()
+    frozen = set(split_weights(sizes, freeze).frozen) if freeze is not None else set()
     weights = sum(n for p, n in sizes.items() if p not in frozen)
     if method_name == "dense":
         return sum(sizes.values())

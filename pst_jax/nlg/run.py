@@ -36,6 +36,7 @@ from pst_jax.core.model import measured_sparsity
 from pst_jax.core.rules import make_plan, rules_for
 from pst_jax.data.batching import length_buckets
 from pst_jax.data.hub import hub_model_cached, hub_reachable
+from pst_jax.methods.base import export_model
 from pst_jax.nlg.beam_search import decode_rows, make_generate
 from pst_jax.nlg.config import TASK_METRICS, NLGConfig, check_config
 from pst_jax.nlg.data import NLGExample, load_nlg_dir, load_nlg_files, load_nlg_hub
@@ -48,7 +49,6 @@ from pst_jax.training.method_config import build_method, parameter_report, spars
 from pst_jax.training.optim import learning_rate_schedule, make_optimizer
 from pst_jax.training.sharding import make_mesh, replicate, shard_batch
 from pst_jax.training.step import (
-    export_model,
     init_train_state,
     jit_eval_step,
     jit_train_step,

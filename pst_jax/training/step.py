@@ -22,7 +22,6 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from jax.sharding import Mesh
 
@@ -133,14 +132,3 @@ def jit_train_step(train_step: Callable, mesh: Mesh | None = None) -> Callable:
 def jit_eval_step(eval_step: Callable) -> Callable:
     """Jits an eval step (outputs keep the batch's sharding)."""
     return _with_float_sparsity(jax.jit(eval_step))
-
-
-def export_model(trainable: dict[str, Any], frozen: FlatParams, sparsity: float, method: Method) -> dict[str, Any]:
-    """The deployable params of the original architecture at ``sparsity``, as host NumPy arrays.
-
-    ``trainable`` is ``state.trainable`` (or a host copy of it). For PST each sparsified kernel is
-    ``M * W~`` (pruned entries exactly zero) and the factors are dropped.
-    """
-    check_sparsity(sparsity)
-    params = jax.jit(method.effective_params)(trainable, frozen, jnp.float32(sparsity))
-    return jax.tree.map(np.asarray, jax.device_get(params))
