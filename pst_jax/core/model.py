@@ -23,8 +23,11 @@ def init_pst(key: Array, plan: Plan, config: PSTConfig = PSTConfig(), dtype=jnp.
     """Initial factors of every matrix of ``plan``, keyed by matrix name.
 
     Example:
-      >>> factors = init_pst(jax.random.key(0), plan)          # doctest: +SKIP
-      >>> factors["bert/encoder/layer/0/attention/self/query/kernel"]["U"].shape  # doctest: +SKIP
+      >>> from pst_jax.core.rules import BERT_RULES, make_plan
+      >>> layer = {"attention": {"self": {"query": {"kernel": jnp.zeros((768, 768)), "bias": jnp.zeros(768)}}}}
+      >>> plan = make_plan({"bert": {"encoder": {"layer": {"0": layer}}}}, BERT_RULES)
+      >>> factors = init_pst(jax.random.key(0), plan)
+      >>> factors["bert/encoder/layer/0/attention/self/query/kernel"]["U"].shape
       (768, 8)
     """
     keys = jax.random.split(key, len(plan.matrices))
