@@ -38,7 +38,7 @@ Example:
 
 import importlib.metadata
 import shutil
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import numpy as np
@@ -115,6 +115,85 @@ def _meteor(hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> f
     return 100.0 * float(score)
 
 
+class _NotComputed(Exception):
+    """A metric that cannot be computed here; the message says why (reported under ``not_computed``)."""
+
+
+#: ``(text, lower) -> sacrebleu 13a tokens``.
+Tokens = Callable[[str, bool], list[str]]
+#: ``(hypotheses, references, lowercase, tokens) -> (value, computed_by)``; raises :class:`_NotComputed`.
+Scorer = Callable[[list[str], list[list[str]], bool, Tokens], tuple[float, str]]
+
+
+def _tokens(tokenize: Tokenizer13a) -> Tokens:
+    def tokens(text: str, lower: bool) -> list[str]:
+        return tokenize(text.lower() if lower else text).split()
+
+    return tokens
+
+
+def _bleu(hypotheses: list[str], references: list[list[str]], lowercase: bool, tokens: Tokens) -> tuple[float, str]:
+    bleu = BLEU(lowercase=lowercase)
+    value = bleu.corpus_score(hypotheses, _reference_streams(references)).score
+    return value, f"sacrebleu {sacrebleu.__version__} ({bleu.get_signature()})"
+
+
+def _ter(hypotheses: list[str], references: list[list[str]], lowercase: bool, tokens: Tokens) -> tuple[float, str]:
+    ter = TER()
+    value = ter.corpus_score(hypotheses, _reference_streams(references)).score
+    return value, f"sacrebleu {sacrebleu.__version__} ({ter.get_signature()})"
+
+
+def _rouge_l_scorer(
+    hypotheses: list[str], references: list[list[str]], lowercase: bool, tokens: Tokens
+) -> tuple[float, str]:
+    value = _rouge_l(hypotheses, references)
+    return value, f"{_version('rouge-score')} (rougeL F-measure, best reference per segment, mean)"
+
+
+def _nist(hypotheses: list[str], references: list[list[str]], lowercase: bool, tokens: Tokens) -> tuple[float, str]:
+    try:
+        value = corpus_nist(
+            [[tokens(r, lowercase) for r in refs] for refs in references],
+            [tokens(h, lowercase) for h in hypotheses],
+            n=NIST_ORDER,
+        )
+    except ZeroDivisionError:
+        raise _NotComputed(f"no hypothesis has {NIST_ORDER} tokens: nltk's NIST divides by zero") from None
+    return value, f"{_version('nltk')} (corpus_nist n={NIST_ORDER}, sacrebleu 13a tokens)"
+
+
+def _cider(hypotheses: list[str], references: list[list[str]], lowercase: bool, tokens: Tokens) -> tuple[float, str]:
+    gts = {i: [" ".join(tokens(r, True)) for r in refs] for i, refs in enumerate(references)}
+    res = {i: [" ".join(tokens(h, True))] for i, h in enumerate(hypotheses)}
+    value = float(Cider().compute_score(gts, res)[0])
+    return value, f"{_version('pycocoevalcap')} (Cider: CIDEr-D, lowercased sacrebleu 13a tokens)"
+
+
+def _meteor_scorer(
+    hypotheses: list[str], references: list[list[str]], lowercase: bool, tokens: Tokens
+) -> tuple[float, str]:
+    java = shutil.which("java")
+    if java is None:
+        raise _NotComputed("no java on PATH: pycocoevalcap's meteor-1.5.jar needs a Java runtime")
+    try:
+        value = _meteor(hypotheses, references)
+    except (OSError, ValueError) as error:
+        raise _NotComputed(f"meteor-1.5.jar failed: {error}") from error
+    return value, f"{_version('pycocoevalcap')} (meteor-1.5.jar -l en -norm, {java})"
+
+
+#: Every metric's scorer, in the order :func:`score` computes them (METEOR last: it starts a JVM).
+_SCORERS: dict[str, Scorer] = {
+    "BLEU": _bleu,
+    "TER": _ter,
+    "ROUGE_L": _rouge_l_scorer,
+    "NIST": _nist,
+    "CIDEr": _cider,
+    "METEOR": _meteor_scorer,
+}
+
+
 def score(
     hypotheses: Sequence[str],
     references: Sequence[Sequence[str]],
@@ -143,47 +222,14 @@ def score(
     result: dict[str, Any] = {}
     computed_by: dict[str, str] = {}
     not_computed = {name: "not requested" for name in METRICS if name not in metrics}
-    tokenize = Tokenizer13a()
-
-    def tokens(text: str, lower: bool) -> list[str]:
-        return tokenize(text.lower() if lower else text).split()
-
-    if "BLEU" in metrics:
-        bleu = BLEU(lowercase=lowercase)
-        result["BLEU"] = bleu.corpus_score(hypotheses, _reference_streams(references)).score
-        computed_by["BLEU"] = f"sacrebleu {sacrebleu.__version__} ({bleu.get_signature()})"
-    if "TER" in metrics:
-        ter = TER()
-        result["TER"] = ter.corpus_score(hypotheses, _reference_streams(references)).score
-        computed_by["TER"] = f"sacrebleu {sacrebleu.__version__} ({ter.get_signature()})"
-    if "ROUGE_L" in metrics:
-        result["ROUGE_L"] = _rouge_l(hypotheses, references)
-        computed_by["ROUGE_L"] = f"{_version('rouge-score')} (rougeL F-measure, best reference per segment, mean)"
-    if "NIST" in metrics:
+    tokens = _tokens(Tokenizer13a())
+    for name, scorer in _SCORERS.items():
+        if name not in metrics:
+            continue
         try:
-            result["NIST"] = corpus_nist(
-                [[tokens(r, lowercase) for r in refs] for refs in references],
-                [tokens(h, lowercase) for h in hypotheses],
-                n=NIST_ORDER,
-            )
-            computed_by["NIST"] = f"{_version('nltk')} (corpus_nist n={NIST_ORDER}, sacrebleu 13a tokens)"
-        except ZeroDivisionError:
-            not_computed["NIST"] = f"no hypothesis has {NIST_ORDER} tokens: nltk's NIST divides by zero"
-    if "CIDEr" in metrics:
-        gts = {i: [" ".join(tokens(r, True)) for r in refs] for i, refs in enumerate(references)}
-        res = {i: [" ".join(tokens(h, True))] for i, h in enumerate(hypotheses)}
-        result["CIDEr"] = float(Cider().compute_score(gts, res)[0])
-        computed_by["CIDEr"] = f"{_version('pycocoevalcap')} (Cider: CIDEr-D, lowercased sacrebleu 13a tokens)"
-    if "METEOR" in metrics:
-        java = shutil.which("java")
-        if java is None:
-            not_computed["METEOR"] = "no java on PATH: pycocoevalcap's meteor-1.5.jar needs a Java runtime"
-        else:
-            try:
-                result["METEOR"] = _meteor(hypotheses, references)
-                computed_by["METEOR"] = f"{_version('pycocoevalcap')} (meteor-1.5.jar -l en -norm, {java})"
-            except (OSError, ValueError) as error:
-                not_computed["METEOR"] = f"meteor-1.5.jar failed: {error}"
+            result[name], computed_by[name] = scorer(hypotheses, references, lowercase, tokens)
+        except _NotComputed as why:
+            not_computed[name] = str(why)
     result["computed_by"] = computed_by
     result["not_computed"] = not_computed
     result["segments"] = len(hypotheses)
