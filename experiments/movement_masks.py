@@ -34,10 +34,8 @@ from pst_jax.glue.run import predict
 from pst_jax.glue.sources import resolve_sources
 from pst_jax.glue.tasks import compute_metrics
 from pst_jax.training.losses import classification_loss
-from pst_jax.training.method_config import build_method
-from pst_jax.training.optim import make_optimizer
+from pst_jax.training.run import setup_run
 from pst_jax.training.sharding import make_mesh, shard_batch
-from pst_jax.training.step import init_train_state, jit_eval_step, jit_train_step, make_eval_step, make_train_step
 
 RANKINGS = ("movement", "magnitude", "random")
 
@@ -105,12 +103,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --steps {args.steps[-1]} is past the run's {total_steps} steps (one epoch)", file=sys.stderr)
         return 2
 
-    method = build_method(cfg, plan)
-    optimizer = make_optimizer(method, cfg.learning_rate, total_steps, scores_learning_rate=cfg.scores_learning_rate)
-    state, frozen = init_train_state(jax.random.key(cfg.seed), model.params, method, optimizer, mesh)
-    loss_fn = classification_loss(model)
-    train_step = jit_train_step(make_train_step(loss_fn, method, optimizer), mesh)
-    eval_step = jit_eval_step(make_eval_step(loss_fn, method))
+    setup = setup_run(
+        cfg, model.params, plan, classification_loss(model), mesh, total_steps, learning_rate=cfg.learning_rate
+    )
+    state, frozen, train_step, eval_step = setup.state, setup.frozen, setup.train_step, setup.eval_step
     rng = np.random.default_rng(0)
     random_scores = {m.name: jnp.asarray(rng.standard_normal((m.d_in, m.d_out)), jnp.float32) for m in plan.matrices}
 

@@ -37,6 +37,7 @@ from pst_jax.methods.registry import METHOD_NAMES, make_method, trainable_parame
 from pst_jax.nlg.beam_search import beam_search, make_generate
 from pst_jax.training.losses import causal_lm_loss, classification_loss
 from pst_jax.training.optim import learning_rate_schedule, make_optimizer, param_labels
+from pst_jax.training.run import setup_run, train_epochs
 from pst_jax.training.sharding import make_mesh, replicate, shard_batch
 from pst_jax.training.step import (
     TrainState,
@@ -78,6 +79,8 @@ __all__ = [
     "init_factors",
     "init_pst",
     "init_train_state",
+    "setup_run",
+    "train_epochs",
     "jit_eval_step",
     "jit_train_step",
     "keep_mask",

@@ -15,7 +15,6 @@
 import dataclasses
 import json
 import math
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,18 +30,10 @@ from pst_jax.glue.sources import limit_eval, resolve_sources
 from pst_jax.glue.tasks import GlueTask, compute_metrics, majority_baseline
 from pst_jax.methods.base import export_model
 from pst_jax.training.errors import InputError
-from pst_jax.training.loop import TrainLoop
 from pst_jax.training.losses import classification_loss
-from pst_jax.training.method_config import build_method, parameter_report, sparsity_schedule
-from pst_jax.training.optim import learning_rate_schedule, make_optimizer
+from pst_jax.training.method_config import parameter_report
+from pst_jax.training.run import Evaluation, RunSetup, Trained, setup_run, train_epochs
 from pst_jax.training.sharding import make_mesh, shard_batch
-from pst_jax.training.step import (
-    init_train_state,
-    jit_eval_step,
-    jit_train_step,
-    make_eval_step,
-    make_train_step,
-)
 
 
 def encode_split(tokenizer: Any, split: Any, task: GlueTask, max_length: int) -> Encoded:
@@ -79,73 +70,77 @@ def fit(
     steps_per_epoch = num_batches(train, cfg.batch_size)
     total_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
     epochs = math.ceil(total_steps / steps_per_epoch)
-
-    method = build_method(cfg, plan)
-    schedule, target = sparsity_schedule(cfg, method, total_steps)
-    optimizer = make_optimizer(method, cfg.learning_rate, total_steps, scores_learning_rate=cfg.scores_learning_rate)
-    lr_at = learning_rate_schedule(cfg.learning_rate, total_steps)
-    state, frozen = init_train_state(jax.random.key(cfg.seed), model.params, method, optimizer, mesh)
-    loss_fn = classification_loss(model)
-    train_step = jit_train_step(make_train_step(loss_fn, method, optimizer), mesh)
-    eval_step = jit_eval_step(make_eval_step(loss_fn, method))
-
+    setup = setup_run(
+        cfg, model.params, plan, classification_loss(model), mesh, total_steps, learning_rate=cfg.learning_rate
+    )
     shuffle = np.random.default_rng(cfg.seed)
-    best: dict[str, Any] | None = None
-    best_trainable = None
-    evaluations = []
-    start = time.perf_counter()
-    loop = TrainLoop(train_step, frozen, mesh, schedule, lr_at, total_steps, f"{task.name} {cfg.method}")
-    with loop, open(out / "metrics.jsonl", "w") as log:
-        for epoch in range(1, epochs + 1):
-            state, losses = loop.epoch(state, batches(train, cfg.batch_size, buckets, shuffle, group_by_length=True))
-            step, eval_sparsity = loop.step, loop.sparsity
-            record = {
-                "epoch": epoch,
-                "step": step,
-                "sparsity": eval_sparsity,
-                "train_loss": float(np.mean(losses)),
-                "elapsed_s": round(time.perf_counter() - start, 1),
-            }
-            for split, encoded in evals.items():
-                logits = predict(
-                    eval_step, state.trainable, frozen, encoded, cfg.eval_batch_size, buckets, mesh, eval_sparsity
-                )
-                record[split] = compute_metrics(task, logits, encoded.labels)
-            record["at_target_sparsity"] = bool(np.isclose(eval_sparsity, target))
-            log.write(json.dumps(record) + "\n")
-            log.flush()
-            evaluations.append(record)
-            score = record[task.eval_splits[0]][task.selection_metric]
-            loop.write(
-                f"epoch {epoch} step {step} sparsity {eval_sparsity:.3f}: "
-                + ", ".join(f"{s} {record[s]}" for s in task.eval_splits)
-            )
-            if record["at_target_sparsity"] and (
-                best is None or score > best[task.eval_splits[0]][task.selection_metric]
-            ):
-                best, best_trainable = record, jax.device_get(state.trainable)
-    wall = time.perf_counter() - start
-    cost = loop.cost(state, target)
-
-    selection = "best evaluation at target sparsity"
-    if best is None:  # e.g. --final_warmup 0 with a run cut short: fall back to the last evaluation
-        best, best_trainable, selection = evaluations[-1], jax.device_get(state.trainable), "last evaluation"
-    params = export_model(best_trainable, frozen, best["sparsity"], method)
+    selected = Selection(task)
+    trained = train_epochs(
+        setup,
+        epochs,
+        lambda: batches(train, cfg.batch_size, buckets, shuffle, group_by_length=True),
+        lambda state, sparsity: evaluate(setup, task, evals, state.trainable, cfg.eval_batch_size, buckets, sparsity),
+        out / "metrics.jsonl",
+        f"{task.name} {cfg.method}",
+        keep=selected.keep,
+    )
+    best, best_trainable, selection = selected.result(trained)
+    params = export_model(best_trainable, setup.frozen, best["sparsity"], setup.method)
     model.save_pretrained(out / "sparse_model", params=params)
     tokenizer.save_pretrained(out / "sparse_model")
     return {
-        "steps": step,
+        "steps": trained.records[-1]["step"],
         "epochs": epochs,
-        "wall_time_s": round(wall, 1),
+        "wall_time_s": trained.wall_time_s,
         "devices": f"{mesh.devices.size} x {jax.devices()[0].device_kind}",
         "selection": selection,
         "best": best,
-        "final": evaluations[-1],
-        "target_sparsity": target,
+        "final": trained.records[-1],
+        "target_sparsity": setup.target,
         "measured_sparsity": measured_sparsity(params, plan),
-        "parameters": parameter_report(cfg, model.params, plan, state.opt_state),
-        "cost": cost,
+        "parameters": parameter_report(cfg, model.params, plan, trained.state.opt_state),
+        "cost": trained.cost,
     }
+
+
+def evaluate(
+    setup: RunSetup,
+    task: GlueTask,
+    evals: dict[str, Encoded],
+    trainable: Any,
+    batch_size: int,
+    buckets: tuple[int, ...],
+    sparsity: float,
+) -> Evaluation:
+    """The task's metrics on every evaluation split, and whether ``sparsity`` is the target."""
+    fields: dict[str, Any] = {}
+    for split, encoded in evals.items():
+        logits = predict(setup.eval_step, trainable, setup.frozen, encoded, batch_size, buckets, setup.mesh, sparsity)
+        fields[split] = compute_metrics(task, logits, encoded.labels)
+    fields["at_target_sparsity"] = bool(np.isclose(sparsity, setup.target))
+    return Evaluation(fields, ", ".join(f"{split} {fields[split]}" for split in task.eval_splits))
+
+
+class Selection:
+    """The paper's model selection: the best evaluation at the target sparsity, else the last one."""
+
+    def __init__(self, task: GlueTask) -> None:
+        self.key = (task.eval_splits[0], task.selection_metric)
+        self.best: dict[str, Any] | None = None
+        self.trainable: Any = None
+
+    def keep(self, record: dict[str, Any], state: Any) -> None:
+        """Keeps ``record`` (and a host copy of the trainable params) if it is the best at target sparsity."""
+        split, metric = self.key
+        if record["at_target_sparsity"] and (self.best is None or record[split][metric] > self.best[split][metric]):
+            self.best, self.trainable = record, jax.device_get(state.trainable)
+
+    def result(self, trained: Trained) -> tuple[dict[str, Any], Any, str]:
+        """``(record, trainable, how it was selected)``; the last evaluation when none was at target sparsity
+        (e.g. ``--final_warmup 0`` with a run cut short)."""
+        if self.best is None:
+            return trained.records[-1], jax.device_get(trained.state.trainable), "last evaluation"
+        return self.best, self.trainable, "best evaluation at target sparsity"
 
 
 def run(cfg: GlueConfig, hub_ok: Callable[[], bool] | None = None) -> dict[str, Any]:

@@ -43,18 +43,10 @@ from pst_jax.nlg.data import NLGExample, load_nlg_dir, load_nlg_files, load_nlg_
 from pst_jax.nlg.metrics import lora_postprocess, score
 from pst_jax.nlg.rows import encode_for_lm, lm_batches, prompt_batches
 from pst_jax.training.errors import InputError
-from pst_jax.training.loop import TrainLoop
 from pst_jax.training.losses import causal_lm_loss
-from pst_jax.training.method_config import build_method, parameter_report, sparsity_schedule
-from pst_jax.training.optim import learning_rate_schedule, make_optimizer
+from pst_jax.training.method_config import parameter_report
+from pst_jax.training.run import Evaluation, RunSetup, setup_run, train_epochs
 from pst_jax.training.sharding import make_mesh, replicate, shard_batch
-from pst_jax.training.step import (
-    init_train_state,
-    jit_eval_step,
-    jit_train_step,
-    make_eval_step,
-    make_train_step,
-)
 
 logger = logging.getLogger("pst_jax")
 
@@ -99,11 +91,11 @@ def _steps(cfg: NLGConfig, train_rows: int) -> tuple[int, int]:
     return total, math.ceil(total / steps_per_epoch)
 
 
-def validation_loss(eval_step: Callable, trainable: Any, frozen: Any, batches: list, mesh: Any, sparsity: float):
+def validation_loss(setup: RunSetup, trainable: Any, batches: list, sparsity: float) -> float:
     """Mean cross-entropy per target token (no label smoothing) over the validation batches."""
     sums = []  # device scalars: read once at the end, so batches are dispatched without waiting
     for batch in tqdm(batches, desc="validation loss", unit="batch", leave=False, dynamic_ncols=True):
-        loss, aux = eval_step(trainable, frozen, shard_batch(batch, mesh), sparsity)
+        loss, aux = setup.eval_step(trainable, setup.frozen, shard_batch(batch, setup.mesh), sparsity)
         sums.append((loss * aux["tokens"], aux["tokens"]))
     total, tokens = np.asarray(jax.device_get(sums), np.float64).sum(axis=0)
     return float(total / max(tokens, 1.0))
@@ -123,65 +115,53 @@ def fit(
     validation = encode_for_lm(tokenizer, data["validation"][: cfg.max_eval_samples], cfg.max_length)
     val_batches = list(lm_batches(validation, cfg.eval_batch_size, buckets))
     total_steps, epochs = _steps(cfg, len(train["input_ids"]))
-
-    method = build_method(cfg, plan)
-    schedule, target = sparsity_schedule(cfg, method, total_steps)
-    optimizer = make_optimizer(
-        method,
-        cfg.learning_rate,
+    setup = setup_run(
+        cfg,
+        model.params,
+        plan,
+        causal_lm_loss(model, cfg.label_smoothing),
+        mesh,
         total_steps,
-        cfg.warmup_steps,
-        cfg.weight_decay,
-        scores_learning_rate=cfg.scores_learning_rate,
+        learning_rate=cfg.learning_rate,
+        eval_loss_fn=causal_lm_loss(model),
+        warmup_steps=cfg.warmup_steps,
+        weight_decay=cfg.weight_decay,
     )
-    lr_at = learning_rate_schedule(cfg.learning_rate, total_steps, cfg.warmup_steps)
-    state, frozen = init_train_state(jax.random.key(cfg.seed), model.params, method, optimizer, mesh)
-    train_step = jit_train_step(make_train_step(causal_lm_loss(model, cfg.label_smoothing), method, optimizer), mesh)
-    eval_step = jit_eval_step(make_eval_step(causal_lm_loss(model), method))
-
     shuffle = np.random.default_rng(cfg.seed)
-    evaluations = []
-    start = time.perf_counter()
-    initial_loss = validation_loss(eval_step, state.trainable, frozen, val_batches, mesh, schedule(0))
+    initial_loss = validation_loss(setup, setup.state.trainable, val_batches, setup.schedule(0))
     logger.info("validation loss before training: %.4f", initial_loss)
-    loop = TrainLoop(train_step, frozen, mesh, schedule, lr_at, total_steps, f"{cfg.task} {cfg.method}")
-    with loop, open(out / "metrics.jsonl", "w") as log:
-        for epoch in range(1, epochs + 1):
-            state, losses = loop.epoch(state, lm_batches(train, cfg.batch_size, buckets, shuffle, group_by_length=True))
-            step, sparsity = loop.step, loop.sparsity
-            loss = validation_loss(eval_step, state.trainable, frozen, val_batches, mesh, sparsity)
-            record = {
-                "epoch": epoch,
-                "step": step,
-                "sparsity": sparsity,
-                "train_loss": float(np.mean(losses)),
-                "validation_loss": loss,
-                "validation_perplexity": math.exp(min(loss, 700.0)),
-                "elapsed_s": round(time.perf_counter() - start, 1),
-            }
-            log.write(json.dumps(record) + "\n")
-            log.flush()
-            evaluations.append(record)
-            loop.write(f"epoch {epoch} step {step} sparsity {sparsity:.3f}: validation loss {loss:.4f}")
-    wall = time.perf_counter() - start
-    cost = loop.cost(state, target)
-
-    params = export_model(state.trainable, frozen, schedule(step), method)
+    trained = train_epochs(
+        setup,
+        epochs,
+        lambda: lm_batches(train, cfg.batch_size, buckets, shuffle, group_by_length=True),
+        lambda state, sparsity: evaluate(setup, state.trainable, val_batches, sparsity),
+        out / "metrics.jsonl",
+        f"{cfg.task} {cfg.method}",
+    )
+    step = trained.records[-1]["step"]
+    params = export_model(trained.state.trainable, setup.frozen, setup.schedule(step), setup.method)
     model.save_pretrained(out / "sparse_model", params=params)
     tokenizer.save_pretrained(out / "sparse_model")
     summary = {
         "steps": step,
         "epochs": epochs,
-        "wall_time_s": round(wall, 1),
+        "wall_time_s": trained.wall_time_s,
         "devices": f"{mesh.devices.size} x {jax.devices()[0].device_kind}",
         "initial_validation_loss": initial_loss,
-        "final": evaluations[-1],
-        "target_sparsity": target,
+        "final": trained.records[-1],
+        "target_sparsity": setup.target,
         "measured_sparsity": measured_sparsity(params, plan),
-        "parameters": parameter_report(cfg, model.params, plan, state.opt_state),
-        "cost": cost,
+        "parameters": parameter_report(cfg, model.params, plan, trained.state.opt_state),
+        "cost": trained.cost,
     }
     return summary, params
+
+
+def evaluate(setup: RunSetup, trainable: Any, batches: list, sparsity: float) -> Evaluation:
+    """The validation loss and perplexity after an epoch."""
+    loss = validation_loss(setup, trainable, batches, sparsity)
+    fields = {"validation_loss": loss, "validation_perplexity": math.exp(min(loss, 700.0))}
+    return Evaluation(fields, f"validation loss {loss:.4f}")
 
 
 def generate(
@@ -207,6 +187,15 @@ def generate(
         tokens = np.asarray(run(params, sharded["input_ids"], sharded["attention_mask"]))[:real]
         texts.extend(lora_postprocess(text) for text in decode_rows(tokenizer, tokens, tokenizer.eos_token_id))
     return texts
+
+
+def write_predictions(out: Path, examples: list[NLGExample], texts: list[str]) -> None:
+    """``predictions.jsonl`` (source, generated text, references) and ``predictions.txt`` (a text a line)."""
+    with open(out / "predictions.jsonl", "w") as f:
+        for example, text in zip(examples, texts, strict=True):
+            row = {"source": example.source, "prediction": text, "references": list(example.references)}
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    (out / "predictions.txt").write_text("".join(text + "\n" for text in texts))
 
 
 def run(cfg: NLGConfig, hub_ok: Callable[[], bool] | None = None) -> dict[str, Any]:
@@ -241,11 +230,7 @@ def run(cfg: NLGConfig, hub_ok: Callable[[], bool] | None = None) -> dict[str, A
     start = time.perf_counter()
     texts = generate(cfg, model, params, tokenizer, examples, mesh)
     generation_s = time.perf_counter() - start
-    with open(out / "predictions.jsonl", "w") as f:
-        for example, text in zip(examples, texts, strict=True):
-            row = {"source": example.source, "prediction": text, "references": list(example.references)}
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    (out / "predictions.txt").write_text("".join(text + "\n" for text in texts))
+    write_predictions(out, examples, texts)
     metrics = cfg.metrics or TASK_METRICS[cfg.task]
     scores = score(texts, [e.references for e in examples], metrics, lowercase=cfg.task == "e2e")
 
