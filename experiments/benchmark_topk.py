@@ -63,8 +63,10 @@ def time_methods(names: list[str], sparsity: float, repeats: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sparsity", type=float, default=0.9)
-    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--sparsity", type=float, default=0.9, help="share of each matrix pruned (default 0.9)")
+    parser.add_argument(
+        "--repeats", type=int, default=10, help="timed calls after a warm-up; the median is printed (default 10)"
+    )
     parser.add_argument("--methods", help="comma-separated methods to time on BERT-base instead")
     args = parser.parse_args()
     print(f"backend: {jax.default_backend()} ({jax.devices()[0].device_kind}), sparsity {args.sparsity}")

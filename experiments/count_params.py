@@ -43,8 +43,8 @@ ARCHITECTURES = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(ARCHITECTURES), help="comma-separated, from: %(default)s")
-    parser.add_argument("--weight_rank", type=int, default=8)
-    parser.add_argument("--mask_rank", type=int, default=8)
+    parser.add_argument("--weight_rank", type=int, default=8, help="rank of PST's U @ V and LoRA's rank (default 8)")
+    parser.add_argument("--mask_rank", type=int, default=8, help="rank of PST's A @ B (default 8)")
     args = parser.parse_args()
     logging.getLogger("pst_jax").setLevel(logging.WARNING)
     config = PSTConfig(weight_rank=args.weight_rank, mask_rank=args.mask_rank)

@@ -10,37 +10,20 @@ sentences (see README.md, "Quickstart", for its figures). The paper's setting on
 import argparse
 import sys
 
-from experiments.flags import add_method_flags, flag_adder, launch, method_fields
+from experiments.flags import launch
 from pst_jax.glue.config import GlueConfig
 from pst_jax.glue.run import run
-from pst_jax.glue.tasks import TASKS
+from pst_jax.training.settings import add_flags, from_flags
 
 
 def add_config_flags(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
     """Adds a flag for every :class:`GlueConfig` field (``--freeze_head`` for ``train_head``), except ``skip``."""
-    defaults = GlueConfig()
-    add = flag_adder(p, skip)
-    add("task", default=defaults.task, help=f"one of {', '.join(TASKS)}")
-    add("model", help="hub id or local folder of a Flax-loadable BERT/RoBERTa (default bert-base-uncased)")
-    add_method_flags(add, defaults)
-    add("learning_rate", type=float, help="default 3e-5 (paper), 5e-4 for the embedded default")
-    add("batch_size", type=int, default=defaults.batch_size, help="global, across devices")
-    add("eval_batch_size", type=int, default=defaults.eval_batch_size)
-    add("max_length", type=int, help="default 128 (paper), 64 for the embedded default")
-    add("epochs", type=int, help="default 20 (10 for mnli, qqp), 1 for the embedded default")
-    add("max_steps", type=int, help="stop after this many steps (overrides --epochs)")
-    add("max_eval_samples", type=int, help="evaluate on the first N rows of each dev split (quick checks)")
-    add("seed", type=int, default=defaults.seed)
-    add("output_dir", default=None, help="default runs/glue-TASK-METHOD")
-    add("data_dir", help="folder in the original GLUE layout (SST-2/train.tsv, SST-2/dev.tsv, ...)")
-    add("train_file", help="CSV, TSV or JSON lines with the Hugging Face glue column names")
-    add("validation_file", nargs="+", help="one file, or two for mnli (matched, mismatched)")
-    add("num_devices", type=int, help="use the first N local devices (default all)")
+    add_flags(p, GlueConfig, skip)
 
 
 def config_from_args(args: dict) -> GlueConfig:
-    """The :class:`GlueConfig` of parsed flags (every flag is named after its field)."""
-    return GlueConfig(**method_fields(args))
+    """The :class:`GlueConfig` of parsed flags."""
+    return from_flags(GlueConfig, args)
 
 
 def parse_args(argv: list[str] | None = None) -> GlueConfig:

@@ -52,11 +52,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--steps", type=lambda t: _numbers(int, t), default=[37, 110], help="dense steps after which to measure"
     )
-    parser.add_argument("--sparsities", type=lambda t: _numbers(float, t), default=[0.1, 0.2, 0.5])
-    parser.add_argument("--learning_rate", type=float, default=3e-5)
-    parser.add_argument("--scores_learning_rate", type=float, default=1e-2)
-    parser.add_argument("--seed", type=int, default=43)
-    parser.add_argument("--output_dir", default="runs/movement-masks")
+    parser.add_argument(
+        "--sparsities",
+        type=lambda t: _numbers(float, t),
+        default=[0.1, 0.2, 0.5],
+        help="comma-separated sparsities each ranking is scored at",
+    )
+    parser.add_argument("--learning_rate", type=float, default=3e-5, help="peak learning rate of the weights")
+    parser.add_argument("--scores_learning_rate", type=float, default=1e-2, help="peak learning rate of the scores")
+    parser.add_argument("--seed", type=int, default=43, help="seed of the head, the scores and the shuffle")
+    parser.add_argument("--output_dir", default="runs/movement-masks", help="where movement_masks.json goes")
     return parser.parse_args(argv)
 
 

@@ -47,13 +47,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--reference_dir", required=True, help="folder holding the authors' `pst` package (pst/sparse.py)")
     p.add_argument("--torch_python", required=True, help="a Python executable with torch and transformers")
-    p.add_argument("--learning_rate", type=float, default=5e-4)
+    p.add_argument("--learning_rate", type=float, default=5e-4, help="peak learning rate (linear decay)")
     p.add_argument("--seeds", default="43,44,45", help="comma-separated seeds")
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--train_rows", type=int, default=8000)
-    p.add_argument("--eval_rows", type=int, default=1500)
-    p.add_argument("--batch_size", type=int, default=32)
-    p.add_argument("--max_length", type=int, default=64)
+    p.add_argument("--epochs", type=int, default=3, help="training epochs")
+    p.add_argument("--train_rows", type=int, default=8000, help="first N training rows of the embedded data")
+    p.add_argument("--eval_rows", type=int, default=1500, help="first N dev rows")
+    p.add_argument("--batch_size", type=int, default=32, help="training batch")
+    p.add_argument("--max_length", type=int, default=64, help="tokens per row")
     p.add_argument("--freeze_head", action="store_true", help="train only the factors (the authors' script)")
     p.add_argument(
         "--optimizer",
@@ -69,7 +69,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--trace", type=int, default=0, help="compare the first N steps from one start, dropout off")
     p.add_argument("--masks_every", type=int, default=10, help="with --trace: compare masks every N steps")
-    p.add_argument("--output_dir", default="runs/reference-check")
+    p.add_argument("--output_dir", default="runs/reference-check", help="where the per-seed results go")
     return p.parse_args(argv)
 
 

@@ -14,18 +14,18 @@ from pathlib import Path
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tokenizer", required=True, help="folder of a GPT-2 tokenizer (vocab.json, merges.txt)")
-    p.add_argument("--output_dir", required=True)
-    p.add_argument("--n_embd", type=int, default=128)
-    p.add_argument("--n_layer", type=int, default=2)
-    p.add_argument("--n_head", type=int, default=4)
-    p.add_argument("--n_positions", type=int, default=512)
+    p.add_argument("--output_dir", required=True, help="folder to write the model and tokenizer to")
+    p.add_argument("--n_embd", type=int, default=128, help="width")
+    p.add_argument("--n_layer", type=int, default=2, help="blocks")
+    p.add_argument("--n_head", type=int, default=4, help="attention heads")
+    p.add_argument("--n_positions", type=int, default=512, help="longest sequence")
     p.add_argument(
         "--initializer_range",
         type=float,
         default=0.2,
         help="GPT-2 uses 0.02; larger lets a narrow model's frozen, tied embeddings give confident logits",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     args = p.parse_args(argv)
     if not Path(args.tokenizer).is_dir():
         print(f"error: --tokenizer {args.tokenizer} is not a folder", file=sys.stderr)

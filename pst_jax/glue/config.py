@@ -12,9 +12,10 @@ from pathlib import Path
 import jax
 
 from pst_jax.data.hub import looks_like_path
-from pst_jax.glue.tasks import GlueTask, get_task
+from pst_jax.glue.tasks import TASKS, GlueTask, get_task
 from pst_jax.training.errors import InputError
 from pst_jax.training.method_config import MethodConfig, check_method_config
+from pst_jax.training.settings import setting
 
 # The paper's recipe (BERT-base, GLUE) and the embedded CPU default; explicit flags override both.
 PAPER_RECIPE = {"learning_rate": 3e-5, "epochs": 20, "max_length": 128}
@@ -26,21 +27,23 @@ EMBEDDED_RECIPE = {"learning_rate": 5e-4, "epochs": 1, "max_length": 64}
 class GlueConfig(MethodConfig):
     """Every setting of a GLUE run; ``None`` means "the recipe's default" (resolved before training)."""
 
-    task: str = "sst2"
-    model: str | None = None
-    learning_rate: float | None = None
-    batch_size: int = 32
-    eval_batch_size: int = 64
-    max_length: int | None = None
-    epochs: int | None = None
-    max_steps: int | None = None
-    max_eval_samples: int | None = None  # None: every dev row
-    seed: int = 43
-    num_devices: int | None = None  # None: all local devices
-    output_dir: str = "runs/glue"
-    data_dir: str | None = None
-    train_file: str | None = None
-    validation_file: list[str] | None = None
+    task: str = setting("sst2", f"one of {', '.join(TASKS)}")
+    model: str | None = setting(
+        None, "hub id or local folder of a Flax-loadable BERT/RoBERTa (default bert-base-uncased)"
+    )
+    learning_rate: float | None = setting(None, "default 3e-5 (paper), 5e-4 for the embedded default")
+    batch_size: int = setting(32, "global, across devices")
+    eval_batch_size: int = setting(64, "evaluation batch, global across devices")
+    max_length: int | None = setting(None, "default 128 (paper), 64 for the embedded default")
+    epochs: int | None = setting(None, "default 20 (10 for mnli, qqp), 1 for the embedded default")
+    max_steps: int | None = setting(None, "stop after this many steps (overrides --epochs)")
+    max_eval_samples: int | None = setting(None, "evaluate on the first N rows of each dev split (quick checks)")
+    seed: int = setting(43, "seed of the initial factors, the task head, dropout and the shuffle")
+    num_devices: int | None = setting(None, "use the first N local devices (default all)")
+    output_dir: str = setting("runs/glue", "default runs/glue-TASK-METHOD", default=None)
+    data_dir: str | None = setting(None, "folder in the original GLUE layout (SST-2/train.tsv, SST-2/dev.tsv, ...)")
+    train_file: str | None = setting(None, "CSV, TSV or JSON lines with the Hugging Face glue column names")
+    validation_file: list[str] | None = setting(None, "one file, or two for mnli (matched, mismatched)", nargs="+")
 
 
 def check_config(cfg: GlueConfig, num_devices: int) -> GlueTask:

@@ -10,6 +10,7 @@ from pst_jax.nlg.data import TASKS
 from pst_jax.nlg.metrics import METRICS
 from pst_jax.training.errors import InputError
 from pst_jax.training.method_config import MethodConfig, check_method_config
+from pst_jax.training.settings import setting
 
 PAPER_MODEL = "gpt2-medium"
 #: The metrics the paper reports per task (as LoRA's evaluation scripts compute them).
@@ -24,33 +25,39 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {
 class NLGConfig(MethodConfig):
     """Every setting of a data-to-text run; the defaults are the paper's recipe."""
 
-    task: str = "e2e"
-    model: str = PAPER_MODEL
-    learning_rate: float = 1e-4
-    warmup_steps: int = 500
-    weight_decay: float = 0.0
-    label_smoothing: float = 0.1
-    batch_size: int = 8
-    eval_batch_size: int = 8
-    max_length: int = 512  # tokens of a training row: prompt, separator and reference
-    epochs: int = 5
-    max_steps: int | None = None
-    max_eval_samples: int | None = None  # validation inputs for the loss; None: all
-    num_beams: int = 10
-    length_penalty: float = 0.8
-    no_repeat_ngram_size: int = 4  # 0: no ban
-    max_new_tokens: int = 64  # LoRA's --eval_len
-    generate_batch_size: int = 8  # inputs per beam-search batch
-    generate_split: str | None = None  # None: test where the data has it, else validation
-    max_generate_samples: int | None = None  # None: every input of the split
-    metrics: tuple[str, ...] | None = None  # None: the task's (TASK_METRICS)
-    seed: int = 110  # LoRA's NLG seed
-    num_devices: int | None = None  # None: all local devices
-    output_dir: str = "runs/nlg"
-    data_dir: str | None = None
-    train_file: str | None = None
-    validation_file: str | None = None
-    test_file: str | None = None
+    task: str = setting("e2e", f"one of {', '.join(TASKS)}")
+    model: str = setting(PAPER_MODEL, "hub id or local folder of a Flax-loadable GPT-2 (with its tokenizer)")
+    learning_rate: float = setting(1e-4, "peak learning rate")
+    warmup_steps: int = setting(500, "linear warm-up, then linear decay to 0")
+    weight_decay: float = setting(0.0, "AdamW's decoupled weight decay")
+    label_smoothing: float = setting(0.1, "label smoothing of the training loss (the validation loss has none)")
+    batch_size: int = setting(8, "global, across devices")
+    eval_batch_size: int = setting(8, "validation-loss batch, global across devices")
+    max_length: int = setting(512, "tokens of a training row (prompt + reference)")
+    epochs: int = setting(5, "training epochs")
+    max_steps: int | None = setting(None, "stop after this many steps (overrides --epochs)")
+    max_eval_samples: int | None = setting(None, "validation loss on the first N inputs (quick checks)")
+    num_beams: int = setting(10, "beam-search width")
+    length_penalty: float = setting(0.8, "score / generated_length ** this")
+    no_repeat_ngram_size: int = setting(4, "0: no ban")
+    max_new_tokens: int = setting(64, "longest generated text, in tokens")
+    generate_batch_size: int = setting(8, "inputs per beam-search batch")
+    generate_split: str | None = setting(None, "validation or test (default: test where the data has it)")
+    max_generate_samples: int | None = setting(None, "generate for the first N inputs only (quick checks)")
+    metrics: tuple[str, ...] | None = setting(
+        None,
+        f"comma-separated, of {', '.join(METRICS)} (default: the task's)",
+        type=lambda text: tuple(text.split(",")),
+    )
+    seed: int = setting(110, "seed of the initial factors, dropout and the shuffle (LoRA's NLG seed)")
+    num_devices: int | None = setting(None, "use the first N local devices (default all)")
+    output_dir: str = setting("runs/nlg", "default runs/nlg-TASK-METHOD", default=None)
+    data_dir: str | None = setting(
+        None, "folder with the dataset's original files (E2E train.txt/valid.txt/test.txt, ...)"
+    )
+    train_file: str | None = setting(None, "a file in the dataset's original format")
+    validation_file: str | None = setting(None, "the validation split, in the dataset's original format")
+    test_file: str | None = setting(None, "the test split, in the dataset's original format")
 
 
 def check_config(cfg: NLGConfig, num_devices: int) -> None:

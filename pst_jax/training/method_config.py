@@ -18,25 +18,32 @@ from pst_jax.methods.base import Method
 from pst_jax.methods.count import count_parameters
 from pst_jax.methods.registry import METHOD_NAMES, make_method, trainable_parameters
 from pst_jax.training import profiling
+from pst_jax.training.settings import setting
 
 
 @dataclasses.dataclass
 class MethodConfig:
     """The method and its sparsity schedule (cubic, as in movement pruning); see ``PST_METHOD.md``."""
 
-    method: str = "pst"
-    sparsity: float = 0.9
-    initial_sparsity: float = 0.0
-    initial_warmup: float = 0.1
-    final_warmup: float = 0.3
-    weight_rank: int = 8
-    mask_rank: int = 8
-    beta: float = 1.0
-    alpha1: float = 1.0
-    alpha2: float = 1.0
-    weight_init_std: float | None = None  # V's std; None: 1 / sqrt(weight_rank) (see PSTConfig); the authors': 1
-    train_head: bool = True
-    scores_learning_rate: float | None = None  # movement pruning's scores; None: the learning rate
+    method: str = setting("pst", f"one of {', '.join(METHOD_NAMES)} (lora's rank is --weight_rank)")
+    sparsity: float = setting(0.9, "final sparsity of each matrix")
+    initial_sparsity: float = setting(0.0, "sparsity during the initial warm-up, where the cubic ramp starts")
+    initial_warmup: float = setting(0.1, "fraction of steps dense")
+    final_warmup: float = setting(0.3, "fraction at final sparsity")
+    weight_rank: int = setting(8, "rank of the weight update U @ V (and LoRA's rank)")
+    mask_rank: int = setting(8, "rank of the low-rank importance A @ B")
+    beta: float = setting(1.0, "scale of the weight update U @ V")
+    alpha1: float = setting(1.0, "scale of the low-rank importance A @ B")
+    alpha2: float = setting(1.0, "scale of the structured importance R, C")
+    weight_init_std: float | None = setting(
+        None, "initial std of V in U @ V (default 1/sqrt(weight_rank); the authors': 1)"
+    )
+    train_head: bool = setting(
+        True, "train only the PST factors, as the reference code", flag="freeze_head", invert=True
+    )
+    scores_learning_rate: float | None = setting(
+        None, "movement pruning's scores (reference: 1e-2); default --learning_rate"
+    )
 
     @property
     def pst_config(self) -> PSTConfig:
