@@ -17,7 +17,7 @@ from pathlib import Path
 from experiments.glue import add_config_flags, config_from_args
 from pst_jax.glue.sweep import COLUMNS, sweep
 from pst_jax.methods.registry import METHOD_NAMES
-from pst_jax.training.errors import InputError
+from pst_jax.training.errors import Diverged, InputError
 
 
 def _floats(text: str) -> list[float]:
@@ -63,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except Diverged as error:  # that cell's run stopped; a rerun resumes the sweep with it
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     print((Path(output_dir) / "comparison.md").read_text())
     print(f"{len(rows)} runs; table ({', '.join(t for _, t in COLUMNS[:4])}, ...) and plots in {output_dir}")
     return 0

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from pst_jax.training.errors import InputError
+from pst_jax.training.errors import Diverged, InputError
 
 
 def launch(
@@ -20,6 +20,9 @@ def launch(
     except InputError as error:  # bad input: one line, no traceback
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except Diverged as error:  # a non-finite loss: one line, no metric reported as a result
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     print(json.dumps(summary(results), indent=2))
     print(f"outputs in {config.output_dir}")
     return 0

@@ -1,17 +1,21 @@
 """experiments.glue end to end on tiny local models and fixtures: every task, errors, 1 vs 8 devices."""
 
 import json
+import re
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
 from experiments import glue as launcher
+from experiments import glue_check
 from pst_jax.glue.check import check_export
 from pst_jax.glue.config import GlueConfig
 from pst_jax.glue.loaders import load_glue_dir
 from pst_jax.glue.run import run
 from pst_jax.glue.tasks import TASKS
+from pst_jax.training.errors import InputError
 from tests import tiny
 
 FIXTURES = Path(__file__).parent / "fixtures" / "glue"
@@ -88,6 +92,16 @@ def test_export_reloads_and_reproduces_the_reported_metric(tiny_model, tmp_path)
     assert all(abs(d) <= 1 for d in report["pruned_vs_target"].values())
     assert report["max_zero_fraction_outside_sparsified_kernels"] < 0.01  # embeddings, pooler, head unpruned
 
+    from transformers import FlaxAutoModelForSequenceClassification
+
+    model = FlaxAutoModelForSequenceClassification.from_pretrained(tmp_path / "sparse_model")
+    params = jax.tree_util.tree_map_with_path(
+        lambda path, v: v.at[0].set(np.nan) if "classifier" in jax.tree_util.keystr(path) else v, model.params
+    )
+    model.save_pretrained(tmp_path / "sparse_model", params=params)
+    with pytest.raises(InputError, match=r"non-finite weights \(most in classifier/"):
+        check_export(tmp_path, hub_ok=NEVER)
+
 
 @pytest.mark.parametrize("method", ["dense", "lora", "magnitude", "movement", "soft_movement"])
 def test_every_method_trains_and_exports(method, tiny_model, tmp_path):
@@ -147,6 +161,45 @@ def test_unknown_task(capsys, monkeypatch):
 @pytest.mark.parametrize("value", ["1.0", "-0.1", "1.5"])
 def test_sparsity_outside_range(value, capsys, monkeypatch):
     assert f"--sparsity must be in [0, 1), got {float(value)}" in bad(["--sparsity", value], capsys, monkeypatch)
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"), [("learning_rate", "nan"), ("beta", "nan"), ("learning_rate", "inf"), ("alpha1", "-inf")]
+)
+def test_non_finite_numbers_are_refused(flag, value, capsys, monkeypatch):
+    assert f"--{flag} must be a finite number, got {float(value)}" in bad([f"--{flag}={value}"], capsys, monkeypatch)
+
+
+def strict_json(path: Path) -> dict:
+    """``path`` parsed as strict JSON: a ``NaN`` or ``Infinity`` token fails the test."""
+
+    def refuse(token):
+        raise AssertionError(f"{path.name} holds the non-JSON token {token}")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def test_a_diverging_run_stops_naming_the_step_and_reports_no_metric(tiny_model, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("pst_jax.glue.sources.hub_reachable", NEVER)
+    argv = [
+        "--model", tiny_model, "--data_dir", str(FIXTURES), "--max_steps", "6", "--batch_size", "8",
+        "--max_length", "32", "--learning_rate", "1e30", "--num_devices", "1", "--output_dir", str(tmp_path),
+    ]  # fmt: skip
+    assert launcher.main(argv) == 1
+    stderr = capsys.readouterr().err
+    err = stderr.strip().splitlines()[-1]  # above it: the progress bar
+    pattern = r"error: training diverged at step \d+: loss \S+, gradient norm \S+ \(.*\); lower --learning_rate"
+    assert re.fullmatch(pattern, err) and "Traceback" not in stderr, stderr
+    results = strict_json(tmp_path / "results.json")
+    step = int(re.search(r"step (\d+)", err).group(1))
+    assert results["status"] == "diverged" and results["diverged"]["step"] == step <= 6
+    assert not {"best", "final", "metrics", "measured_sparsity"} & set(results)
+    assert not (tmp_path / "sparse_model").exists()
+    for line in (tmp_path / "metrics.jsonl").read_text().splitlines():
+        assert json.loads(line)["step"] < step  # only evaluations before the divergence
+    assert glue_check.main([str(tmp_path)]) == 2  # never certifies a diverged run
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {tmp_path} holds no finished GLUE run (status: diverged); rerun experiments.glue into it"
 
 
 def test_missing_data_files(tmp_path, capsys, monkeypatch):

@@ -150,6 +150,9 @@ def test_smoke_run_generates_scores_and_exports_the_target_sparsity(task, device
         ({"model": "gpt2-medium"}, "not a local folder, not cached, and the hub is unreachable"),
         ({"generate_batch_size": 3, "num_devices": 2}, "not divisible by the 2 devices"),
         ({"max_length": 1024, "model": "TINY"}, "exceeds the model's 256 positions"),
+        ({"learning_rate": float("nan")}, "--learning_rate must be a finite number, got nan"),
+        ({"beta": float("nan")}, "--beta must be a finite number, got nan"),
+        ({"label_smoothing": float("inf")}, "--label_smoothing must be a finite number, got inf"),
     ],
 )
 def test_bad_input_is_one_line_before_any_model_loads(overrides, message, gpt2_folder, tmp_path, monkeypatch):

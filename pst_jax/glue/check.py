@@ -16,8 +16,22 @@ from pst_jax.glue.config import saved_config
 from pst_jax.glue.run import encode_split
 from pst_jax.glue.sources import limit_eval, resolve_sources
 from pst_jax.glue.tasks import compute_metrics, get_task
+from pst_jax.training.errors import InputError
 from pst_jax.training.losses import classification_loss
 from pst_jax.training.sharding import make_mesh, shard_batch
+
+
+def finished_results(out: Path) -> dict[str, Any]:
+    """The ``results.json`` of a finished GLUE run in ``out``; an :class:`InputError` for anything else."""
+    path = out / "results.json"
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise InputError(f"{out} holds no finished GLUE run (no readable results.json); run experiments.glue") from None
+    if results.get("status") != "finished" or "best" not in results:
+        status = results.get("status", "unknown")
+        raise InputError(f"{out} holds no finished GLUE run (status: {status}); rerun experiments.glue into it")
+    return results
 
 
 def check_export(output_dir: str | Path, hub_ok: Callable[[], bool] | None = None) -> dict[str, Any]:
@@ -29,7 +43,7 @@ def check_export(output_dir: str | Path, hub_ok: Callable[[], bool] | None = Non
     from transformers import AutoTokenizer, FlaxAutoModelForSequenceClassification
 
     out = Path(output_dir)
-    results = json.loads((out / "results.json").read_text())
+    results = finished_results(out)
     cfg = saved_config(out)
     task = get_task(cfg.task)
     sources = resolve_sources(cfg, task, hub_ok)
@@ -37,6 +51,13 @@ def check_export(output_dir: str | Path, hub_ok: Callable[[], bool] | None = Non
     model = FlaxAutoModelForSequenceClassification.from_pretrained(out / "sparse_model")
     tokenizer = AutoTokenizer.from_pretrained(out / "sparse_model")
     plan = make_plan(model.params, rules_for(model.config.model_type))
+    nonfinite = {p: int(np.sum(~np.isfinite(np.asarray(v)))) for p, v in flatten(model.params).items()}
+    if any(nonfinite.values()):
+        worst = max(nonfinite, key=nonfinite.get)
+        raise InputError(
+            f"{out / 'sparse_model'} has {sum(nonfinite.values())} non-finite weights (most in {worst}); "
+            "the run diverged: rerun it with a lower --learning_rate"
+        )
     mesh = make_mesh(jax.local_devices()[:1])
     forward = jax.jit(lambda params, batch: classification_loss(model)(params, batch, None)[1])
     buckets = length_buckets(cfg.max_length, smallest=32)

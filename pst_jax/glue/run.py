@@ -13,7 +13,6 @@
 """
 
 import dataclasses
-import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -29,10 +28,10 @@ from pst_jax.glue.config import GlueConfig, check_config, resolve_recipe
 from pst_jax.glue.sources import limit_eval, resolve_sources
 from pst_jax.glue.tasks import GlueTask, compute_metrics, majority_baseline
 from pst_jax.methods.base import export_model
-from pst_jax.training.errors import InputError
+from pst_jax.training.errors import Diverged, InputError
 from pst_jax.training.losses import classification_loss
 from pst_jax.training.method_config import parameter_report
-from pst_jax.training.run import Evaluation, RunSetup, Trained, setup_run, train_epochs
+from pst_jax.training.run import Evaluation, RunSetup, Trained, setup_run, train_epochs, write_json
 from pst_jax.training.sharding import make_mesh, shard_batch
 
 
@@ -152,7 +151,7 @@ def run(cfg: GlueConfig, hub_ok: Callable[[], bool] | None = None) -> dict[str, 
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     resolved = {**dataclasses.asdict(cfg), "model_used": sources.model_name, "data_used": sources.data_name}
-    (out / "config.json").write_text(json.dumps(resolved, indent=2) + "\n")
+    write_json(out / "config.json", resolved)
 
     from transformers import AutoConfig, AutoTokenizer, FlaxAutoModelForSequenceClassification
 
@@ -167,7 +166,12 @@ def run(cfg: GlueConfig, hub_ok: Callable[[], bool] | None = None) -> dict[str, 
         plan = make_plan(model.params, rules_for(model.config.model_type))
     except ValueError as error:
         raise InputError(f"model {sources.model_name} is not supported: {error}") from None
-    summary = fit(cfg, task, model, plan, tokenizer, sources.data, out)
+    header = {"task": task.name, "model": sources.model_name, "data": sources.data_name, "method": cfg.method}
+    try:
+        summary = fit(cfg, task, model, plan, tokenizer, sources.data, out)
+    except Diverged as error:
+        write_json(out / "results.json", {**header, "status": "diverged", "diverged": error.record})
+        raise
     train_labels = np.asarray(sources.data["train"]["label"])
     eval_labels = np.asarray(sources.data[task.eval_splits[0]]["label"])
     results = {
@@ -181,5 +185,6 @@ def run(cfg: GlueConfig, hub_ok: Callable[[], bool] | None = None) -> dict[str, 
         "majority_baseline": majority_baseline(task, train_labels, eval_labels),
         **summary,
     }
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    results["status"] = "finished"
+    write_json(out / "results.json", results)
     return results

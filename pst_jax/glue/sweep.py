@@ -88,7 +88,8 @@ def _settings(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def is_finished(cfg: GlueConfig) -> bool:
-    """Whether ``cfg.output_dir`` holds the results of a run with these settings.
+    """Whether ``cfg.output_dir`` holds the results of a finished run with these settings (a diverged one is
+    run again).
 
     Raises:
       InputError: the folder holds results of a run with other settings.
@@ -96,6 +97,8 @@ def is_finished(cfg: GlueConfig) -> bool:
     out = Path(cfg.output_dir)
     if not (out / "results.json").is_file():
         return False
+    if json.loads((out / "results.json").read_text()).get("status", "finished") != "finished":
+        return False  # diverged: run it again
     saved = json.loads((out / "config.json").read_text())  # resolved: the recipe filled what was None
     wanted = json.loads(json.dumps(dataclasses.asdict(cfg)))  # tuples and lists compare alike
     changed = sorted(k for k, v in _settings(wanted).items() if v is not None and saved.get(k) != v)

@@ -42,10 +42,10 @@ from pst_jax.nlg.config import TASK_METRICS, NLGConfig, check_config
 from pst_jax.nlg.data import NLGExample, load_nlg_dir, load_nlg_files, load_nlg_hub
 from pst_jax.nlg.metrics import lora_postprocess, score
 from pst_jax.nlg.rows import encode_for_lm, lm_batches, prompt_batches
-from pst_jax.training.errors import InputError
+from pst_jax.training.errors import Diverged, InputError
 from pst_jax.training.losses import causal_lm_loss
 from pst_jax.training.method_config import parameter_report
-from pst_jax.training.run import Evaluation, RunSetup, setup_run, train_epochs
+from pst_jax.training.run import Evaluation, RunSetup, setup_run, train_epochs, write_json
 from pst_jax.training.sharding import make_mesh, replicate, shard_batch
 
 logger = logging.getLogger("pst_jax")
@@ -189,6 +189,14 @@ def generate(
     return texts
 
 
+def generation_inputs(cfg: NLGConfig, data: dict[str, list[NLGExample]]) -> tuple[str, list[NLGExample]]:
+    """``(split, examples)`` to generate for: ``--generate_split`` (default test where the data has it)."""
+    split = cfg.generate_split or ("test" if data.get("test") else "validation")
+    if not data.get(split):
+        raise InputError(f"--generate_split {split}: the data has no {split} split; give --test_file or validation")
+    return split, data[split][: cfg.max_generate_samples]
+
+
 def write_predictions(out: Path, examples: list[NLGExample], texts: list[str]) -> None:
     """``predictions.jsonl`` (source, generated text, references) and ``predictions.txt`` (a text a line)."""
     with open(out / "predictions.jsonl", "w") as f:
@@ -202,16 +210,13 @@ def run(cfg: NLGConfig, hub_ok: Callable[[], bool] | None = None) -> dict[str, A
     """The whole experiment; returns what it writes to ``results.json``."""
     check_config(cfg, cfg.num_devices or jax.local_device_count())
     data, data_name = load_data(cfg, hub_ok)
-    split = cfg.generate_split or ("test" if data.get("test") else "validation")
-    if not data.get(split):
-        raise InputError(f"--generate_split {split}: the data has no {split} split; give --test_file or validation")
-    examples = data[split][: cfg.max_generate_samples]
+    split, examples = generation_inputs(cfg, data)
     _steps(cfg, sum(len(e.references) for e in data["train"]))  # a bad --warmup_steps fails here, before loading
     _check_model(cfg, hub_ok)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     resolved = {**dataclasses.asdict(cfg), "data_used": data_name, "generate_split_used": split}
-    (out / "config.json").write_text(json.dumps(resolved, indent=2) + "\n")
+    write_json(out / "config.json", resolved)
 
     from transformers import AutoConfig, AutoTokenizer, FlaxGPT2LMHeadModel
 
@@ -225,7 +230,12 @@ def run(cfg: NLGConfig, hub_ok: Callable[[], bool] | None = None) -> dict[str, A
     tokenizer = AutoTokenizer.from_pretrained(cfg.model)
     model = FlaxGPT2LMHeadModel.from_pretrained(cfg.model, seed=cfg.seed)
     mesh = make_mesh(jax.local_devices()[: cfg.num_devices])
-    summary, params = fit(cfg, model, tokenizer, data, mesh, out)
+    try:
+        summary, params = fit(cfg, model, tokenizer, data, mesh, out)
+    except Diverged as error:
+        header = {"task": cfg.task, "model": cfg.model, "data": data_name, "method": cfg.method}
+        write_json(out / "results.json", {**header, "status": "diverged", "diverged": error.record})
+        raise
 
     start = time.perf_counter()
     texts = generate(cfg, model, params, tokenizer, examples, mesh)
@@ -253,5 +263,6 @@ def run(cfg: NLGConfig, hub_ok: Callable[[], bool] | None = None) -> dict[str, A
         },
         "metrics": scores,
     }
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    results["status"] = "finished"
+    write_json(out / "results.json", results)
     return results

@@ -3,3 +3,27 @@
 
 class InputError(ValueError):
     """Bad input found before training: the launcher prints it as one line, without a traceback."""
+
+
+class Diverged(RuntimeError):
+    """Training produced a non-finite loss or gradient norm; the run stops and reports no metric as a result.
+
+    Attributes:
+      record: ``{"step", "loss", "grad_norm", "last_finite_loss", "last_finite_step"}`` (non-finite values as
+        strings, so the record is strict JSON).
+    """
+
+    def __init__(self, step: int, loss: float, grad_norm: float, last_finite: tuple[int, float] | None) -> None:
+        last_step, last_loss = last_finite if last_finite else (None, None)
+        self.record = {
+            "step": step,
+            "loss": repr(loss),
+            "grad_norm": repr(grad_norm),
+            "last_finite_step": last_step,
+            "last_finite_loss": last_loss,
+        }
+        before = f"last finite loss {last_loss:.4f} at step {last_step}" if last_finite else "no finite loss before it"
+        super().__init__(
+            f"training diverged at step {step}: loss {loss}, gradient norm {grad_norm} ({before}); "
+            "lower --learning_rate"
+        )

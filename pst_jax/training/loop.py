@@ -1,13 +1,16 @@
 """The training loop the experiments share: epochs of jitted steps, the sparsity schedule, timing, a progress bar."""
 
+import math
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import jax
 import numpy as np
 from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
+from pst_jax.training.errors import Diverged
 from pst_jax.training.profiling import StepTimer
 from pst_jax.training.sharding import shard_batch
 from pst_jax.training.step import TrainState
@@ -39,6 +42,8 @@ class TrainLoop:
         self.train_step, self.frozen, self.mesh = train_step, frozen, mesh
         self.schedule, self.lr_at, self.total_steps = schedule, lr_at, total_steps
         self.step = 0
+        self.finished = 0  # steps whose loss has been read
+        self.last_finite: tuple[int, float] | None = None  # (step, loss) of the last finite step
         self._done = 0.0  # when the last step finished (or, before an epoch's first, when it was dispatched)
         self.timer = StepTimer()
         self.bar = tqdm(total=total_steps, desc=description, unit="step", dynamic_ncols=True)
@@ -72,7 +77,7 @@ class TrainLoop:
             state, metrics = self.train_step(state, self.frozen, sharded, sparsity)  # compiles here if new
             if pending is not None:
                 self._finish(pending, losses, compiled=pending[2] or compiles)
-            pending = (metrics["loss"], sharded, compiles and pending is None)  # first of the epoch: own compile
+            pending = (metrics, sharded, compiles and pending is None)  # first of the epoch: own compile
             self.step += 1
             self.bar.update(1)
             if self.step % 10 == 0 or self.step == self.total_steps:
@@ -86,9 +91,19 @@ class TrainLoop:
         return state, losses
 
     def _finish(self, pending: tuple, losses: list[float], compiled: bool) -> None:
-        """Waits for a dispatched step (reading its loss) and records the time since the previous one finished."""
-        loss, batch, _ = pending
-        losses.append(float(loss))
+        """Waits for a dispatched step (reading its loss and gradient norm) and records the time since the
+        previous one finished.
+
+        Raises:
+          Diverged: the step's loss or gradient norm is not finite.
+        """
+        metrics, batch, _ = pending
+        loss, grad_norm = (float(v) for v in jax.device_get((metrics["loss"], metrics["grad_norm"])))
+        self.finished += 1
+        if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+            raise Diverged(self.finished, loss, grad_norm, self.last_finite)
+        self.last_finite = (self.finished, loss)
+        losses.append(loss)
         now = time.perf_counter()
         self.timer.add(now - self._done, batch, compiled)
         self._done = now

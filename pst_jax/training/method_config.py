@@ -51,7 +51,12 @@ class MethodConfig:
 
 
 def check_method_config(cfg: MethodConfig) -> None:
-    """Raises a one-line ``ValueError`` naming the flag for any bad method setting."""
+    """Raises a one-line ``ValueError`` naming the flag for any bad method setting (and any non-finite number
+    among all of ``cfg``'s settings, a task's included)."""
+    for field in dataclasses.fields(cfg):
+        value = getattr(cfg, field.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"--{field.name} must be a finite number, got {value}")
     if cfg.method not in METHOD_NAMES:
         raise ValueError(f"unknown method {cfg.method!r}; choose from {', '.join(METHOD_NAMES)}")
     for name in ("sparsity", "initial_sparsity"):

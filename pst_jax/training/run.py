@@ -8,6 +8,7 @@ frozen weights, jitted train and eval steps); :func:`train_epochs` runs the epoc
 """
 
 import json
+import os
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -62,6 +63,14 @@ class Trained(NamedTuple):
     records: list[dict[str, Any]]
     wall_time_s: float
     cost: dict[str, Any]
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Writes ``obj`` as strict JSON (a non-finite number is an error, never a ``NaN`` token), atomically:
+    a temporary file renamed over ``path``, so a kill leaves the old file or the new one, never a part."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, allow_nan=False) + "\n")
+    os.replace(tmp, path)
 
 
 def setup_run(
@@ -140,7 +149,7 @@ def train_epochs(
                 **evaluation.fields,
                 "elapsed_s": round(time.perf_counter() - start, 1),
             }
-            log.write(json.dumps(record) + "\n")
+            log.write(json.dumps(record, allow_nan=False) + "\n")
             log.flush()
             records.append(record)
             loop.write(f"epoch {epoch} step {step} sparsity {sparsity:.3f}: {evaluation.text}")
