@@ -3,6 +3,7 @@
 import json
 import math
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import jax
@@ -13,11 +14,12 @@ from transformers import FlaxGPT2LMHeadModel, GPT2Config
 from experiments import nlg as launcher
 from pst_jax.core.rules import GPT2_RULES, flatten, make_plan, read_matrix
 from pst_jax.nlg.beam_search import decode_rows, make_generate
-from pst_jax.nlg.config import NLGConfig
+from pst_jax.nlg.config import NLGConfig, resolve_defaults
 from pst_jax.nlg.data import load_nlg_dir
 from pst_jax.nlg.metrics import lora_postprocess
 from pst_jax.nlg.rows import prompt_batches
 from pst_jax.nlg.run import run
+from pst_jax.training.errors import InputError
 from tests import tiny
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -81,8 +83,11 @@ def smoke_config(task: str, model: str, out: Path, **overrides) -> NLGConfig:
 @pytest.mark.parametrize(("task", "devices"), [("e2e", 1), ("dart", 2), ("webnlg", 4)])
 def test_smoke_run_generates_scores_and_exports_the_target_sparsity(task, devices, gpt2_folder, tmp_path):
     """A 2-step run per task, on 1, 2 and 4 devices (batches and beam-search prompts split across them)."""
-    cfg = smoke_config(task, gpt2_folder, tmp_path, num_devices=devices)
+    unset = {"warmup_steps": None, "max_length": None} if task == "dart" else {}  # the defaults, fitted to the run
+    cfg = smoke_config(task, gpt2_folder, tmp_path, num_devices=devices, **unset)
     results = run(cfg, hub_ok=NEVER)
+    used = json.loads((tmp_path / "config.json").read_text())
+    assert (used["warmup_steps"], used["max_length"]) == ((0, 256) if unset else (0, 128))
     for name in ("config.json", "metrics.jsonl", "results.json", "predictions.jsonl", "predictions.txt"):
         assert (tmp_path / name).is_file(), name
     assert json.loads((tmp_path / "results.json").read_text()) == json.loads(json.dumps(results))
@@ -135,6 +140,24 @@ def test_smoke_run_generates_scores_and_exports_the_target_sparsity(task, device
     assert again == [r["prediction"] for r in rows]
 
 
+def test_unset_defaults_fit_a_short_run_and_a_small_model_explicit_values_do_not():
+    cfg = NLGConfig(max_steps=5)  # --warmup_steps and --max_length unset: the paper's 500 and 512
+    resolved, notes = resolve_defaults(cfg, total_steps=5, n_positions=256)
+    assert (resolved.warmup_steps, resolved.max_length) == (0, 256)
+    assert notes == [
+        "--warmup_steps: the default 500 is not below the run's 5 steps; using 0",
+        "--max_length: the default 512 exceeds the model's 256 positions; using 256",
+    ]
+    assert resolve_defaults(cfg, total_steps=5000, n_positions=1024) == (
+        replace(cfg, warmup_steps=500, max_length=512),
+        [],
+    )
+    with pytest.raises(InputError, match="--warmup_steps 500 is not below the run's 5 steps"):
+        resolve_defaults(replace(cfg, warmup_steps=500), total_steps=5, n_positions=256)
+    with pytest.raises(InputError, match="--max_length 512 exceeds the model's 256 positions"):
+        resolve_defaults(replace(cfg, max_length=512), total_steps=5, n_positions=256)
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
@@ -180,13 +203,10 @@ def test_malformed_row_and_non_gpt2_model_are_one_line_errors(tmp_path):
 
 def test_launcher_parses_the_paper_recipe_and_reports_errors(capsys, tmp_path):
     cfg = launcher.parse_args(["--task", "dart"])
-    assert (cfg.model, cfg.learning_rate, cfg.warmup_steps, cfg.epochs, cfg.max_length) == (
-        "gpt2-medium",
-        1e-4,
-        500,
-        5,
-        512,
-    )
+    assert (cfg.model, cfg.learning_rate, cfg.epochs) == ("gpt2-medium", 1e-4, 5)
+    assert (cfg.warmup_steps, cfg.max_length) == (None, None)  # unset: fitted to the run and the model
+    paper, _ = resolve_defaults(cfg, total_steps=10_000, n_positions=1024)
+    assert (paper.warmup_steps, paper.max_length) == (500, 512)
     assert (cfg.label_smoothing, cfg.weight_decay, cfg.num_beams, cfg.length_penalty) == (0.1, 0.0, 10, 0.8)
     assert cfg.no_repeat_ngram_size == 4 and cfg.output_dir == "runs/nlg-dart-pst"
     assert launcher.parse_args(["--metrics", "BLEU,TER"]).metrics == ("BLEU", "TER")

@@ -13,6 +13,8 @@ from pst_jax.training.method_config import MethodConfig, check_method_config
 from pst_jax.training.settings import setting
 
 PAPER_MODEL = "gpt2-medium"
+PAPER_WARMUP_STEPS = 500
+PAPER_MAX_LENGTH = 512
 #: The metrics the paper reports per task (as LoRA's evaluation scripts compute them).
 TASK_METRICS: dict[str, tuple[str, ...]] = {
     "e2e": ("BLEU", "NIST", "METEOR", "ROUGE_L", "CIDEr"),
@@ -28,12 +30,16 @@ class NLGConfig(MethodConfig):
     task: str = setting("e2e", f"one of {', '.join(TASKS)}")
     model: str = setting(PAPER_MODEL, "hub id or local folder of a Flax-loadable GPT-2 (with its tokenizer)")
     learning_rate: float = setting(1e-4, "peak learning rate")
-    warmup_steps: int = setting(500, "linear warm-up, then linear decay to 0")
+    warmup_steps: int | None = setting(
+        None, "linear warm-up, then linear decay to 0 (default 500, or a tenth of a run that is not longer)"
+    )
     weight_decay: float = setting(0.0, "AdamW's decoupled weight decay")
     label_smoothing: float = setting(0.1, "label smoothing of the training loss (the validation loss has none)")
     batch_size: int = setting(8, "global, across devices")
     eval_batch_size: int = setting(8, "validation-loss batch, global across devices")
-    max_length: int = setting(512, "tokens of a training row (prompt + reference)")
+    max_length: int | None = setting(
+        None, "tokens of a training row (prompt + reference) (default 512, or the model's positions if fewer)"
+    )
     epochs: int = setting(5, "training epochs")
     max_steps: int | None = setting(None, "stop after this many steps (overrides --epochs)")
     max_eval_samples: int | None = setting(None, "validation loss on the first N inputs (quick checks)")
@@ -88,7 +94,7 @@ def check_config(cfg: NLGConfig, num_devices: int) -> None:
         if value is not None and value <= 0:
             raise InputError(f"--{name} must be positive, got {value}")
     for name in ("warmup_steps", "no_repeat_ngram_size", "weight_decay"):
-        if getattr(cfg, name) < 0:
+        if getattr(cfg, name) is not None and getattr(cfg, name) < 0:
             raise InputError(f"--{name} must be >= 0, got {getattr(cfg, name)}")
     if not 0.0 <= cfg.label_smoothing < 1.0:
         raise InputError(f"--label_smoothing must be in [0, 1), got {cfg.label_smoothing}")
@@ -97,10 +103,8 @@ def check_config(cfg: NLGConfig, num_devices: int) -> None:
             raise InputError(
                 f"--{name} {getattr(cfg, name)} is not divisible by the {num_devices} devices; it is the global batch"
             )
-    if cfg.max_new_tokens >= cfg.max_length:
-        raise InputError(
-            f"--max_new_tokens {cfg.max_new_tokens} leaves no room for the prompt in --max_length {cfg.max_length}"
-        )
+    if cfg.max_length is not None:
+        _check_prompt_room(cfg)
     if cfg.generate_split not in (None, "validation", "test"):
         raise InputError(f"--generate_split must be validation or test, got {cfg.generate_split!r}")
     unknown = sorted(set(cfg.metrics or ()) - set(METRICS))
@@ -119,3 +123,47 @@ def check_config(cfg: NLGConfig, num_devices: int) -> None:
             raise InputError(f"data file {path} does not exist")
     if looks_like_path(cfg.model) and not Path(cfg.model).expanduser().exists():
         raise InputError(f"--model {cfg.model} does not exist (not a folder, and not a hub id)")
+
+
+def _check_prompt_room(cfg: NLGConfig) -> None:
+    if cfg.max_new_tokens >= cfg.max_length:
+        raise InputError(
+            f"--max_new_tokens {cfg.max_new_tokens} leaves no room for the prompt in --max_length {cfg.max_length}"
+        )
+
+
+def resolve_defaults(cfg: NLGConfig, total_steps: int, n_positions: int) -> tuple[NLGConfig, list[str]]:
+    """Fills ``--warmup_steps`` and ``--max_length`` left unset, and checks them against the run and the model.
+
+    Unset, they are the paper's 500 and 512, or what fits where the run is not longer than the warm-up (a
+    tenth of the run) or the model has fewer positions (all of them), with a note saying so. Given
+    explicitly, a value that does not fit is an :class:`InputError`, never changed.
+
+    Returns:
+      ``(config, notes)``: the config with both set, and one line per adjusted default.
+    """
+    notes, filled = [], {}
+    if cfg.warmup_steps is None:
+        filled["warmup_steps"] = PAPER_WARMUP_STEPS if PAPER_WARMUP_STEPS < total_steps else total_steps // 10
+        if filled["warmup_steps"] != PAPER_WARMUP_STEPS:
+            notes.append(
+                f"--warmup_steps: the default {PAPER_WARMUP_STEPS} is not below the run's {total_steps} steps; "
+                f"using {filled['warmup_steps']}"
+            )
+    elif cfg.warmup_steps >= total_steps:
+        raise InputError(
+            f"--warmup_steps {cfg.warmup_steps} is not below the run's {total_steps} steps; lower it (e.g. "
+            f"--warmup_steps {total_steps // 10})"
+        )
+    if cfg.max_length is None:
+        filled["max_length"] = min(PAPER_MAX_LENGTH, n_positions)
+        if filled["max_length"] != PAPER_MAX_LENGTH:
+            notes.append(
+                f"--max_length: the default {PAPER_MAX_LENGTH} exceeds the model's {n_positions} positions; "
+                f"using {n_positions}"
+            )
+    elif cfg.max_length > n_positions:
+        raise InputError(f"--max_length {cfg.max_length} exceeds the model's {n_positions} positions; lower it")
+    resolved = dataclasses.replace(cfg, **filled)
+    _check_prompt_room(resolved)
+    return resolved, notes

@@ -38,7 +38,7 @@ from pst_jax.data.batching import length_buckets
 from pst_jax.data.hub import hub_model_cached, hub_reachable
 from pst_jax.methods.base import export_model
 from pst_jax.nlg.beam_search import decode_rows, make_generate
-from pst_jax.nlg.config import TASK_METRICS, NLGConfig, check_config
+from pst_jax.nlg.config import TASK_METRICS, NLGConfig, check_config, resolve_defaults
 from pst_jax.nlg.data import NLGExample, load_nlg_dir, load_nlg_files, load_nlg_hub
 from pst_jax.nlg.metrics import lora_postprocess, score
 from pst_jax.nlg.rows import encode_for_lm, lm_batches, prompt_batches
@@ -80,14 +80,22 @@ def _check_model(cfg: NLGConfig, hub_ok: Callable[[], bool] | None) -> None:
         )
 
 
+def _fit_to_run_and_model(cfg: NLGConfig, total_steps: int) -> NLGConfig:
+    """``cfg`` with its unset defaults fitted to the run and the model (notes logged); loads no weights."""
+    from transformers import AutoConfig
+
+    model_config = AutoConfig.from_pretrained(cfg.model)
+    if model_config.model_type != "gpt2":
+        raise InputError(f"model {cfg.model} is a {model_config.model_type!r} model; the NLG tasks here take GPT-2")
+    cfg, notes = resolve_defaults(cfg, total_steps, model_config.n_positions)
+    for note in notes:
+        logger.warning("note: %s", note)
+    return cfg
+
+
 def _steps(cfg: NLGConfig, train_rows: int) -> tuple[int, int]:
     steps_per_epoch = math.ceil(train_rows / cfg.batch_size)
     total = cfg.max_steps or cfg.epochs * steps_per_epoch
-    if cfg.warmup_steps >= total:
-        raise InputError(
-            f"--warmup_steps {cfg.warmup_steps} is not below the run's {total} steps; lower it (e.g. "
-            f"--warmup_steps {total // 10})"
-        )
     return total, math.ceil(total / steps_per_epoch)
 
 
@@ -211,22 +219,15 @@ def run(cfg: NLGConfig, hub_ok: Callable[[], bool] | None = None) -> dict[str, A
     check_config(cfg, cfg.num_devices or jax.local_device_count())
     data, data_name = load_data(cfg, hub_ok)
     split, examples = generation_inputs(cfg, data)
-    _steps(cfg, sum(len(e.references) for e in data["train"]))  # a bad --warmup_steps fails here, before loading
     _check_model(cfg, hub_ok)
+    cfg = _fit_to_run_and_model(cfg, _steps(cfg, sum(len(e.references) for e in data["train"]))[0])
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     resolved = {**dataclasses.asdict(cfg), "data_used": data_name, "generate_split_used": split}
     write_json(out / "config.json", resolved)
 
-    from transformers import AutoConfig, AutoTokenizer, FlaxGPT2LMHeadModel
+    from transformers import AutoTokenizer, FlaxGPT2LMHeadModel
 
-    model_config = AutoConfig.from_pretrained(cfg.model)
-    if model_config.model_type != "gpt2":
-        raise InputError(f"model {cfg.model} is a {model_config.model_type!r} model; the NLG tasks here take GPT-2")
-    if cfg.max_length > model_config.n_positions:
-        raise InputError(
-            f"--max_length {cfg.max_length} exceeds the model's {model_config.n_positions} positions; lower it"
-        )
     tokenizer = AutoTokenizer.from_pretrained(cfg.model)
     model = FlaxGPT2LMHeadModel.from_pretrained(cfg.model, seed=cfg.seed)
     mesh = make_mesh(jax.local_devices()[: cfg.num_devices])
