@@ -1,8 +1,10 @@
 """experiments.glue end to end on tiny local models and fixtures: every task, errors, 1 vs 8 devices."""
 
 import json
+import logging
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import jax
 import numpy as np
@@ -13,7 +15,7 @@ from experiments import glue_check
 from pst_jax.glue.check import check_export
 from pst_jax.glue.config import GlueConfig
 from pst_jax.glue.loaders import load_glue_dir
-from pst_jax.glue.run import run
+from pst_jax.glue.run import fit_length_to_model, run
 from pst_jax.glue.tasks import TASKS
 from pst_jax.training.errors import InputError
 from tests import tiny
@@ -200,6 +202,26 @@ def test_a_diverging_run_stops_naming_the_step_and_reports_no_metric(tiny_model,
     assert glue_check.main([str(tmp_path)]) == 2  # never certifies a diverged run
     err = capsys.readouterr().err.strip()
     assert err == f"error: {tmp_path} holds no finished GLUE run (status: diverged); rerun experiments.glue into it"
+
+
+def test_max_length_past_the_model_positions(tiny_model, tmp_path, caplog, monkeypatch):
+    """The tiny BERT has 40 positions: an explicit --max_length 64 is refused before its weights load; the
+    paper recipe's 128, left unset, is lowered to 40 with a note."""
+    import transformers
+
+    def no_weights(*args, **kwargs):
+        raise AssertionError("weights were loaded before --max_length was checked")
+
+    monkeypatch.setattr(transformers.FlaxAutoModelForSequenceClassification, "from_pretrained", no_weights)
+    with pytest.raises(InputError, match=r"^--max_length 64 exceeds the model's 40 positions; lower it$"):
+        run(smoke_config("sst2", tiny_model, tmp_path, max_length=64), hub_ok=NEVER)
+    sources = SimpleNamespace(model=tiny_model, model_name="tiny")
+    with caplog.at_level(logging.WARNING, logger="pst_jax"):
+        fitted = fit_length_to_model(smoke_config("sst2", tiny_model, tmp_path, max_length=128), sources, False)
+    assert fitted.max_length == 40
+    assert "note: --max_length: the default 128 exceeds the model's 40 positions; using 40" in caplog.messages
+    kept = fit_length_to_model(smoke_config("sst2", tiny_model, tmp_path, max_length=40), sources, True)
+    assert kept.max_length == 40
 
 
 def test_missing_data_files(tmp_path, capsys, monkeypatch):

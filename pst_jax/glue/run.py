@@ -13,6 +13,7 @@
 """
 
 import dataclasses
+import logging
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +34,8 @@ from pst_jax.training.losses import classification_loss
 from pst_jax.training.method_config import parameter_report
 from pst_jax.training.run import Evaluation, RunSetup, Trained, setup_run, train_epochs, write_json
 from pst_jax.training.sharding import make_mesh, shard_batch
+
+logger = logging.getLogger("pst_jax")
 
 
 def encode_split(tokenizer: Any, split: Any, task: GlueTask, max_length: int) -> Encoded:
@@ -142,22 +145,48 @@ class Selection:
         return self.best, self.trainable, "best evaluation at target sparsity"
 
 
+def fit_length_to_model(cfg: GlueConfig, sources: Any, explicit: bool) -> GlueConfig:
+    """Checks the model's type and fits ``--max_length`` to its positions, reading its config, not its weights.
+
+    A recipe's length above the positions is lowered to all of them, with a note; an explicit one is an
+    :class:`InputError` (past the last position, BERT's embeddings give NaN logits silently).
+    """
+    from transformers import AutoConfig
+
+    model_config = AutoConfig.from_pretrained(sources.model)
+    if model_config.model_type not in ("bert", "roberta"):
+        raise InputError(
+            f"model {sources.model_name} is a {model_config.model_type!r} model; GLUE here takes BERT or RoBERTa"
+        )
+    offset = model_config.pad_token_id + 1 if model_config.model_type == "roberta" else 0  # RoBERTa skips these
+    positions = model_config.max_position_embeddings - offset
+    if cfg.max_length <= positions:
+        return cfg
+    if explicit:
+        raise InputError(f"--max_length {cfg.max_length} exceeds the model's {positions} positions; lower it")
+    logger.warning(
+        "note: --max_length: the default %d exceeds the model's %d positions; using %d",
+        cfg.max_length,
+        positions,
+        positions,
+    )
+    return dataclasses.replace(cfg, max_length=positions)
+
+
 def run(cfg: GlueConfig, hub_ok: Callable[[], bool] | None = None) -> dict[str, Any]:
     """The whole experiment; returns what it writes to ``results.json``."""
     task = check_config(cfg, cfg.num_devices or jax.local_device_count())
     sources = resolve_sources(cfg, task, hub_ok)
     sources.data = limit_eval(sources.data, task, cfg.max_eval_samples)
-    cfg = resolve_recipe(cfg, task, sources.embedded)
+    explicit_length = cfg.max_length is not None
+    cfg = fit_length_to_model(resolve_recipe(cfg, task, sources.embedded), sources, explicit_length)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     resolved = {**dataclasses.asdict(cfg), "model_used": sources.model_name, "data_used": sources.data_name}
     write_json(out / "config.json", resolved)
 
-    from transformers import AutoConfig, AutoTokenizer, FlaxAutoModelForSequenceClassification
+    from transformers import AutoTokenizer, FlaxAutoModelForSequenceClassification
 
-    model_type = AutoConfig.from_pretrained(sources.model).model_type
-    if model_type not in ("bert", "roberta"):
-        raise InputError(f"model {sources.model_name} is a {model_type!r} model; GLUE here takes BERT or RoBERTa")
     tokenizer = AutoTokenizer.from_pretrained(sources.model)
     model = FlaxAutoModelForSequenceClassification.from_pretrained(
         sources.model, num_labels=task.num_labels, seed=cfg.seed
