@@ -57,6 +57,10 @@ def _argument(field: dataclasses.Field, annotation: Any) -> tuple[str, dict[str,
     else:
         kwargs = {"default": field.default}
         value_type = _value_type(annotation)
+        if value_type is None and "action" not in meta.get("argparse", {}):
+            raise TypeError(
+                f"boolean setting {field.name!r} needs invert=True or an action (a flag would parse a string)"
+            )
         if value_type in (int, float):
             kwargs["type"] = value_type
     kwargs.update(meta.get("argparse", {}))
