@@ -9,12 +9,10 @@ import dataclasses
 import json
 from pathlib import Path
 
-import jax
-
 from pst_jax.data.hub import looks_like_path
 from pst_jax.glue.tasks import TASKS, GlueTask, get_task
 from pst_jax.training.errors import InputError
-from pst_jax.training.method_config import MethodConfig, check_method_config
+from pst_jax.training.method_config import MethodConfig, check_run_settings
 from pst_jax.training.settings import setting
 
 # The paper's recipe (BERT-base, GLUE) and the embedded CPU default; explicit flags override both.
@@ -52,12 +50,7 @@ def check_config(cfg: GlueConfig, num_devices: int) -> GlueTask:
         task = get_task(cfg.task)
     except ValueError as error:
         raise InputError(str(error)) from None
-    try:
-        check_method_config(cfg)
-    except ValueError as error:
-        raise InputError(str(error)) from None
-    if cfg.num_devices is not None and not 1 <= cfg.num_devices <= jax.local_device_count():
-        raise InputError(f"--num_devices must be in [1, {jax.local_device_count()}], got {cfg.num_devices}")
+    check_run_settings(cfg)
     for name in ("batch_size", "eval_batch_size"):
         if getattr(cfg, name) < 1:
             raise InputError(f"--{name} must be a positive integer, got {getattr(cfg, name)}")

@@ -3,13 +3,11 @@
 import dataclasses
 from pathlib import Path
 
-import jax
-
 from pst_jax.data.hub import looks_like_path
 from pst_jax.nlg.data import TASKS
 from pst_jax.nlg.metrics import METRICS
 from pst_jax.training.errors import InputError
-from pst_jax.training.method_config import MethodConfig, check_method_config
+from pst_jax.training.method_config import MethodConfig, check_run_settings
 from pst_jax.training.settings import setting
 
 PAPER_MODEL = "gpt2-medium"
@@ -70,12 +68,7 @@ def check_config(cfg: NLGConfig, num_devices: int) -> None:
     """Raises a one-line :class:`InputError` for any bad setting. Loads nothing."""
     if cfg.task not in TASKS:
         raise InputError(f"unknown task {cfg.task!r}; choose from {', '.join(TASKS)}")
-    try:
-        check_method_config(cfg)
-    except ValueError as error:
-        raise InputError(str(error)) from None
-    if cfg.num_devices is not None and not 1 <= cfg.num_devices <= jax.local_device_count():
-        raise InputError(f"--num_devices must be in [1, {jax.local_device_count()}], got {cfg.num_devices}")
+    check_run_settings(cfg)
     positive = (
         "learning_rate",
         "batch_size",

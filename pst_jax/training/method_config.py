@@ -11,6 +11,8 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import jax
+
 from pst_jax.core.config import PSTConfig
 from pst_jax.core.rules import Plan
 from pst_jax.core.schedule import cubic_sparsity
@@ -18,6 +20,7 @@ from pst_jax.methods.base import Method
 from pst_jax.methods.count import count_parameters
 from pst_jax.methods.registry import METHOD_NAMES, make_method, trainable_parameters
 from pst_jax.training import profiling
+from pst_jax.training.errors import InputError
 from pst_jax.training.settings import setting
 
 
@@ -80,6 +83,18 @@ def check_method_config(cfg: MethodConfig) -> None:
         raise ValueError(f"--weight_init_std must be a positive number, got {cfg.weight_init_std}")
     if cfg.scores_learning_rate is not None and cfg.scores_learning_rate <= 0:
         raise ValueError(f"--scores_learning_rate must be positive, got {cfg.scores_learning_rate}")
+
+
+def check_run_settings(cfg: MethodConfig) -> None:
+    r"""What every task checks first: the method's settings and ``--num_devices`` (if the config has it), as
+    one-line :class:`~pst_jax.training.errors.InputError`\ s."""
+    try:
+        check_method_config(cfg)
+    except ValueError as error:
+        raise InputError(str(error)) from None
+    devices = getattr(cfg, "num_devices", None)
+    if devices is not None and not 1 <= devices <= jax.local_device_count():
+        raise InputError(f"--num_devices must be in [1, {jax.local_device_count()}], got {devices}")
 
 
 def build_method(cfg: MethodConfig, plan: Plan) -> Method:
