@@ -8,6 +8,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
+import shutil  # noqa: E402
 import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -22,6 +23,8 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 jax.config.update("jax_default_matmul_precision", "highest")
 
 from tests import tiny  # noqa: E402
+
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 @pytest.fixture(scope="session")
@@ -52,3 +55,31 @@ def gpt2_tokenizer():
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(Path(__file__).parent / "fixtures" / "gpt2_tokenizer")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """A one-layer BERT folder whose vocabulary covers the GLUE fixtures' words."""
+    from pst_jax.glue.loaders import load_glue_dir
+    from pst_jax.glue.tasks import TASKS
+
+    texts = []
+    for task in TASKS.values():
+        for split in load_glue_dir(task, str(FIXTURES / "glue")).values():
+            for key in task.text_keys:
+                texts.extend(split[key])
+    # One layer: the launcher's plumbing is under test here, and each run compiles half as much.
+    return tiny.save_bert_folder(tmp_path_factory.mktemp("tiny_bert"), texts, num_layers=1)
+
+
+@pytest.fixture(scope="session")
+def gpt2_folder(tmp_path_factory) -> str:
+    """A tiny GPT-2 (1 block, 32 wide, GPT-2's 50,257-token vocabulary) saved with GPT-2's tokenizer."""
+    from transformers import FlaxGPT2LMHeadModel, GPT2Config
+
+    folder = tmp_path_factory.mktemp("tiny_gpt2")
+    config = GPT2Config(n_embd=32, n_layer=1, n_head=2, n_positions=256, initializer_range=0.2)
+    FlaxGPT2LMHeadModel(config, seed=0).save_pretrained(folder)
+    for name in (FIXTURES / "gpt2_tokenizer").iterdir():
+        shutil.copy(name, folder)
+    return str(folder)

@@ -18,21 +18,9 @@ from pst_jax.glue.loaders import load_glue_dir
 from pst_jax.glue.run import fit_length_to_model, run
 from pst_jax.glue.tasks import TASKS
 from pst_jax.training.errors import InputError
-from tests import tiny
 
 FIXTURES = Path(__file__).parent / "fixtures" / "glue"
 NEVER = lambda: False  # noqa: E731 -- the model hub is never asked in tests
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory):
-    texts = []
-    for task in TASKS.values():
-        for split in load_glue_dir(task, str(FIXTURES)).values():
-            for key in task.text_keys:
-                texts.extend(split[key])
-    # One layer: the launcher's plumbing is under test here, and each run compiles half as much.
-    return tiny.save_bert_folder(tmp_path_factory.mktemp("tiny_bert"), texts, num_layers=1)
 
 
 def smoke_config(task: str, model: str, out: Path, **overrides) -> GlueConfig:

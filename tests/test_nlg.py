@@ -2,14 +2,13 @@
 
 import json
 import math
-import shutil
 from dataclasses import replace
 from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
-from transformers import FlaxGPT2LMHeadModel, GPT2Config
+from transformers import FlaxGPT2LMHeadModel
 
 from experiments import nlg as launcher
 from pst_jax.core.rules import GPT2_RULES, flatten, make_plan, read_matrix
@@ -24,17 +23,6 @@ from tests import tiny
 
 FIXTURES = Path(__file__).parent / "fixtures"
 NEVER = lambda: False  # noqa: E731  the hub is unreachable in tests
-
-
-@pytest.fixture(scope="module")
-def gpt2_folder(tmp_path_factory) -> str:
-    """A tiny GPT-2 (1 block, 32 wide, GPT-2's 50,257-token vocabulary) saved with GPT-2's tokenizer."""
-    folder = tmp_path_factory.mktemp("tiny_gpt2")
-    config = GPT2Config(n_embd=32, n_layer=1, n_head=2, n_positions=256, initializer_range=0.2)
-    FlaxGPT2LMHeadModel(config, seed=0).save_pretrained(folder)
-    for name in (FIXTURES / "gpt2_tokenizer").iterdir():
-        shutil.copy(name, folder)
-    return str(folder)
 
 
 def _target_nll(folder: str, examples) -> float:

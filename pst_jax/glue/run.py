@@ -32,7 +32,8 @@ from pst_jax.methods.base import export_model
 from pst_jax.training.errors import Diverged, InputError
 from pst_jax.training.losses import classification_loss
 from pst_jax.training.method_config import parameter_report
-from pst_jax.training.run import Evaluation, RunSetup, Trained, setup_run, train_epochs, write_json
+from pst_jax.training.run import Evaluation, RunSetup, Schedule, Selection, setup_run, train_epochs
+from pst_jax.training.run_folder import RunFolder, write_json
 from pst_jax.training.sharding import make_mesh, shard_batch
 
 logger = logging.getLogger("pst_jax")
@@ -62,9 +63,9 @@ def predict(
 
 
 def fit(
-    cfg: GlueConfig, task: GlueTask, model: Any, plan: Plan, tokenizer: Any, data: Any, out: Path
+    cfg: GlueConfig, task: GlueTask, model: Any, plan: Plan, tokenizer: Any, data: Any, folder: RunFolder
 ) -> dict[str, Any]:
-    """Trains, evaluates after every epoch, keeps the best evaluation at target sparsity, exports it."""
+    """Trains (or resumes), evaluates after every epoch, keeps the best evaluation at target sparsity, exports it."""
     mesh = make_mesh(jax.local_devices()[: cfg.num_devices])
     buckets = length_buckets(cfg.max_length, smallest=32)
     train = encode_split(tokenizer, data["train"], task, cfg.max_length)
@@ -75,21 +76,24 @@ def fit(
     setup = setup_run(
         cfg, model.params, plan, classification_loss(model), mesh, total_steps, learning_rate=cfg.learning_rate
     )
-    shuffle = np.random.default_rng(cfg.seed)
-    selected = Selection(task)
+    split, metric = task.eval_splits[0], task.selection_metric
+    selected = Selection(lambda record: record[split][metric])
     trained = train_epochs(
         setup,
-        epochs,
-        lambda: batches(train, cfg.batch_size, buckets, shuffle, group_by_length=True),
+        Schedule(
+            epochs,
+            lambda shuffle: batches(train, cfg.batch_size, buckets, shuffle, group_by_length=True),
+            cfg.seed,
+            cfg.checkpoint_every_steps,
+        ),
         lambda state, sparsity: evaluate(setup, task, evals, state.trainable, cfg.eval_batch_size, buckets, sparsity),
-        out / "metrics.jsonl",
+        folder,
         f"{task.name} {cfg.method}",
-        keep=selected.keep,
+        selected,
     )
     best, best_trainable, selection = selected.result(trained)
     params = export_model(best_trainable, setup.frozen, best["sparsity"], setup.method)
-    model.save_pretrained(out / "sparse_model", params=params)
-    tokenizer.save_pretrained(out / "sparse_model")
+    folder.export(lambda path: (model.save_pretrained(path, params=params), tokenizer.save_pretrained(path)))
     return {
         "steps": trained.records[-1]["step"],
         "epochs": epochs,
@@ -101,6 +105,7 @@ def fit(
         "target_sparsity": setup.target,
         "measured_sparsity": measured_sparsity(params, plan),
         "parameters": parameter_report(cfg, model.params, plan, trained.state.opt_state),
+        "checkpoint_bytes": trained.checkpoint_bytes,
         "cost": trained.cost,
     }
 
@@ -121,28 +126,6 @@ def evaluate(
         fields[split] = compute_metrics(task, logits, encoded.labels)
     fields["at_target_sparsity"] = bool(np.isclose(sparsity, setup.target))
     return Evaluation(fields, ", ".join(f"{split} {fields[split]}" for split in task.eval_splits))
-
-
-class Selection:
-    """The paper's model selection: the best evaluation at the target sparsity, else the last one."""
-
-    def __init__(self, task: GlueTask) -> None:
-        self.key = (task.eval_splits[0], task.selection_metric)
-        self.best: dict[str, Any] | None = None
-        self.trainable: Any = None
-
-    def keep(self, record: dict[str, Any], state: Any) -> None:
-        """Keeps ``record`` (and a host copy of the trainable params) if it is the best at target sparsity."""
-        split, metric = self.key
-        if record["at_target_sparsity"] and (self.best is None or record[split][metric] > self.best[split][metric]):
-            self.best, self.trainable = record, jax.device_get(state.trainable)
-
-    def result(self, trained: Trained) -> tuple[dict[str, Any], Any, str]:
-        """``(record, trainable, how it was selected)``; the last evaluation when none was at target sparsity
-        (e.g. ``--final_warmup 0`` with a run cut short)."""
-        if self.best is None:
-            return trained.records[-1], jax.device_get(trained.state.trainable), "last evaluation"
-        return self.best, self.trainable, "best evaluation at target sparsity"
 
 
 def fit_length_to_model(cfg: GlueConfig, sources: Any, explicit: bool) -> GlueConfig:
@@ -180,11 +163,18 @@ def run(cfg: GlueConfig, hub_ok: Callable[[], bool] | None = None) -> dict[str, 
     sources.data = limit_eval(sources.data, task, cfg.max_eval_samples)
     explicit_length = cfg.max_length is not None
     cfg = fit_length_to_model(resolve_recipe(cfg, task, sources.embedded), sources, explicit_length)
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     resolved = {**dataclasses.asdict(cfg), "model_used": sources.model_name, "data_used": sources.data_name}
-    write_json(out / "config.json", resolved)
+    with RunFolder.open(Path(cfg.output_dir), resolved, cfg.overwrite) as folder:
+        if folder.results is not None:
+            logger.warning(
+                "note: %s holds this run, finished; nothing to redo (--overwrite runs it again)", folder.path
+            )
+            return folder.results
+        return _train_and_report(cfg, task, sources, folder)
 
+
+def _train_and_report(cfg: GlueConfig, task: GlueTask, sources: Any, folder: RunFolder) -> dict[str, Any]:
+    """Loads the model, trains, exports, and writes ``results.json`` (last) into ``folder``."""
     from transformers import AutoTokenizer, FlaxAutoModelForSequenceClassification
 
     tokenizer = AutoTokenizer.from_pretrained(sources.model)
@@ -197,9 +187,9 @@ def run(cfg: GlueConfig, hub_ok: Callable[[], bool] | None = None) -> dict[str, 
         raise InputError(f"model {sources.model_name} is not supported: {error}") from None
     header = {"task": task.name, "model": sources.model_name, "data": sources.data_name, "method": cfg.method}
     try:
-        summary = fit(cfg, task, model, plan, tokenizer, sources.data, out)
+        summary = fit(cfg, task, model, plan, tokenizer, sources.data, folder)
     except Diverged as error:
-        write_json(out / "results.json", {**header, "status": "diverged", "diverged": error.record})
+        write_json(folder.path / "results.json", {**header, "status": "diverged", "diverged": error.record})
         raise
     train_labels = np.asarray(sources.data["train"]["label"])
     eval_labels = np.asarray(sources.data[task.eval_splits[0]]["label"])
@@ -215,5 +205,5 @@ def run(cfg: GlueConfig, hub_ok: Callable[[], bool] | None = None) -> dict[str, 
         **summary,
     }
     results["status"] = "finished"
-    write_json(out / "results.json", results)
+    write_json(folder.path / "results.json", results)
     return results

@@ -45,7 +45,8 @@ from pst_jax.nlg.rows import encode_for_lm, lm_batches, prompt_batches
 from pst_jax.training.errors import Diverged, InputError
 from pst_jax.training.losses import causal_lm_loss
 from pst_jax.training.method_config import parameter_report
-from pst_jax.training.run import Evaluation, RunSetup, setup_run, train_epochs, write_json
+from pst_jax.training.run import Evaluation, RunSetup, Schedule, setup_run, train_epochs
+from pst_jax.training.run_folder import RunFolder, write_json
 from pst_jax.training.sharding import make_mesh, replicate, shard_batch
 
 logger = logging.getLogger("pst_jax")
@@ -110,9 +111,9 @@ def validation_loss(setup: RunSetup, trainable: Any, batches: list, sparsity: fl
 
 
 def fit(
-    cfg: NLGConfig, model: Any, tokenizer: Any, data: dict[str, list[NLGExample]], mesh: Mesh, out: Path
+    cfg: NLGConfig, model: Any, tokenizer: Any, data: dict[str, list[NLGExample]], mesh: Mesh, folder: RunFolder
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Trains, logs the validation loss after every epoch, exports the final sparse model.
+    """Trains (or resumes), logs the validation loss after every epoch, exports the final sparse model.
 
     Returns:
       ``(summary, params)``: what ``results.json`` reports of the training, and the exported sparse params.
@@ -135,21 +136,23 @@ def fit(
         warmup_steps=cfg.warmup_steps,
         weight_decay=cfg.weight_decay,
     )
-    shuffle = np.random.default_rng(cfg.seed)
     initial_loss = validation_loss(setup, setup.state.trainable, val_batches, setup.schedule(0))
     logger.info("validation loss before training: %.4f", initial_loss)
     trained = train_epochs(
         setup,
-        epochs,
-        lambda: lm_batches(train, cfg.batch_size, buckets, shuffle, group_by_length=True),
+        Schedule(
+            epochs,
+            lambda shuffle: lm_batches(train, cfg.batch_size, buckets, shuffle, group_by_length=True),
+            cfg.seed,
+            cfg.checkpoint_every_steps,
+        ),
         lambda state, sparsity: evaluate(setup, state.trainable, val_batches, sparsity),
-        out / "metrics.jsonl",
+        folder,
         f"{cfg.task} {cfg.method}",
     )
     step = trained.records[-1]["step"]
     params = export_model(trained.state.trainable, setup.frozen, setup.schedule(step), setup.method)
-    model.save_pretrained(out / "sparse_model", params=params)
-    tokenizer.save_pretrained(out / "sparse_model")
+    folder.export(lambda path: (model.save_pretrained(path, params=params), tokenizer.save_pretrained(path)))
     summary = {
         "steps": step,
         "epochs": epochs,
@@ -160,6 +163,7 @@ def fit(
         "target_sparsity": setup.target,
         "measured_sparsity": measured_sparsity(params, plan),
         "parameters": parameter_report(cfg, model.params, plan, trained.state.opt_state),
+        "checkpoint_bytes": trained.checkpoint_bytes,
         "cost": trained.cost,
     }
     return summary, params
@@ -221,27 +225,38 @@ def run(cfg: NLGConfig, hub_ok: Callable[[], bool] | None = None) -> dict[str, A
     split, examples = generation_inputs(cfg, data)
     _check_model(cfg, hub_ok)
     cfg = _fit_to_run_and_model(cfg, _steps(cfg, sum(len(e.references) for e in data["train"]))[0])
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     resolved = {**dataclasses.asdict(cfg), "data_used": data_name, "generate_split_used": split}
-    write_json(out / "config.json", resolved)
+    with RunFolder.open(Path(cfg.output_dir), resolved, cfg.overwrite) as folder:
+        if folder.results is not None:  # finished earlier: nothing to redo
+            return folder.results
+        return _train_and_report(cfg, data, data_name, (split, examples), folder)
 
+
+def _train_and_report(
+    cfg: NLGConfig,
+    data: dict[str, list[NLGExample]],
+    data_name: str,
+    generation: tuple[str, list[NLGExample]],
+    folder: RunFolder,
+) -> dict[str, Any]:
+    """Loads the model, trains, exports, generates, scores, and writes ``results.json`` (last) into ``folder``."""
     from transformers import AutoTokenizer, FlaxGPT2LMHeadModel
 
     tokenizer = AutoTokenizer.from_pretrained(cfg.model)
     model = FlaxGPT2LMHeadModel.from_pretrained(cfg.model, seed=cfg.seed)
     mesh = make_mesh(jax.local_devices()[: cfg.num_devices])
     try:
-        summary, params = fit(cfg, model, tokenizer, data, mesh, out)
+        summary, params = fit(cfg, model, tokenizer, data, mesh, folder)
     except Diverged as error:
         header = {"task": cfg.task, "model": cfg.model, "data": data_name, "method": cfg.method}
-        write_json(out / "results.json", {**header, "status": "diverged", "diverged": error.record})
+        write_json(folder.path / "results.json", {**header, "status": "diverged", "diverged": error.record})
         raise
 
+    split, examples = generation
     start = time.perf_counter()
     texts = generate(cfg, model, params, tokenizer, examples, mesh)
     generation_s = time.perf_counter() - start
-    write_predictions(out, examples, texts)
+    write_predictions(folder.path, examples, texts)
     metrics = cfg.metrics or TASK_METRICS[cfg.task]
     scores = score(texts, [e.references for e in examples], metrics, lowercase=cfg.task == "e2e")
 
@@ -265,5 +280,5 @@ def run(cfg: NLGConfig, hub_ok: Callable[[], bool] | None = None) -> dict[str, A
         "metrics": scores,
     }
     results["status"] = "finished"
-    write_json(out / "results.json", results)
+    write_json(folder.path / "results.json", results)
     return results

@@ -27,3 +27,18 @@ class Diverged(RuntimeError):
             f"training diverged at step {step}: loss {loss}, gradient norm {grad_norm} ({before}); "
             "lower --learning_rate"
         )
+
+
+class Interrupted(RuntimeError):
+    """SIGTERM or SIGINT stopped training after a step; a checkpoint of that step is on disk.
+
+    Attributes:
+      exit_code: ``128 + the signal's number``, as a shell reports a process the signal killed.
+    """
+
+    def __init__(self, signal_name: str, signal_number: int, step: int, checkpoints: str) -> None:
+        self.exit_code = 128 + signal_number
+        super().__init__(
+            f"stopped by {signal_name} after step {step}; checkpoint saved in {checkpoints}; "
+            "rerun the same command to resume"
+        )

@@ -10,7 +10,9 @@ import numpy as np
 from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
+from pst_jax.training.checkpoint import Progress
 from pst_jax.training.errors import Diverged
+from pst_jax.training.interrupts import StopRequests
 from pst_jax.training.profiling import StepTimer
 from pst_jax.training.sharding import shard_batch
 from pst_jax.training.step import TrainState
@@ -19,14 +21,17 @@ from pst_jax.training.step import TrainState
 class TrainLoop:
     """Runs ``train_step`` over host batches until ``total_steps``, one epoch per :meth:`epoch` call.
 
-    Step ``t`` trains at ``schedule(t)``. :attr:`timer` holds each step's time (see :meth:`epoch`).
+    Step ``t`` trains at ``schedule(t)``. ``progress`` (a fresh or a restored
+    :class:`~pst_jax.training.checkpoint.Progress`) counts the steps and the epoch's batches and collects its
+    losses. Every ``save_every`` steps the loop calls ``save(state)``; when ``stop`` has a request (SIGTERM,
+    SIGINT) it returns after the step in flight. :attr:`timer` holds each step's time (see :meth:`epoch`).
 
     Example::
 
-        loop = TrainLoop(train_step, frozen, mesh, schedule, lr_at, total_steps, "sst2 pst")
+        loop = TrainLoop(train_step, frozen, mesh, schedule, lr_at, total_steps, "sst2 pst", Progress())
         with loop:
             for epoch in range(1, epochs + 1):
-                state, losses = loop.epoch(state, batches(...))
+                state, stopped = loop.epoch(state, batches(...))
     """
 
     def __init__(
@@ -38,15 +43,19 @@ class TrainLoop:
         lr_at: Callable[[int], Any],
         total_steps: int,
         description: str,
+        progress: Progress,
+        save: Callable[[TrainState], None] | None = None,
+        save_every: int = 0,
+        stop: StopRequests | None = None,
     ) -> None:
         self.train_step, self.frozen, self.mesh = train_step, frozen, mesh
         self.schedule, self.lr_at, self.total_steps = schedule, lr_at, total_steps
-        self.step = 0
-        self.finished = 0  # steps whose loss has been read
+        self.progress, self.save, self.save_every, self.stop = progress, save, save_every, stop
+        self.finished = progress.step  # steps whose loss has been read
         self.last_finite: tuple[int, float] | None = None  # (step, loss) of the last finite step
         self._done = 0.0  # when the last step finished (or, before an epoch's first, when it was dispatched)
         self.timer = StepTimer()
-        self.bar = tqdm(total=total_steps, desc=description, unit="step", dynamic_ncols=True)
+        self.bar = tqdm(total=total_steps, initial=progress.step, desc=description, unit="step", dynamic_ncols=True)
 
     def __enter__(self) -> "TrainLoop":
         return self
@@ -55,18 +64,24 @@ class TrainLoop:
         self.bar.close()
 
     @property
+    def step(self) -> int:
+        """Steps taken so far (restored ones included)."""
+        return self.progress.step
+
+    @property
     def sparsity(self) -> float:
         """The schedule's sparsity after the steps taken so far (what an evaluation now uses)."""
         return self.schedule(self.step)
 
-    def epoch(self, state: TrainState, batches: Iterable[dict[str, Any]]) -> tuple[TrainState, list[float]]:
-        """Steps over ``batches`` (stopping at ``total_steps``); returns the new state and each step's loss.
+    def epoch(self, state: TrainState, batches: Iterable[dict[str, Any]]) -> tuple[TrainState, bool]:
+        """Steps over ``batches`` (stopping at ``total_steps``); returns the new state and whether a stop was
+        requested (the state is then the last step's, every loss read).
 
         Step ``t + 1`` is dispatched before step ``t``'s loss is read, so the host prepares and dispatches
-        the next batch while the device runs. A step's time is the gap between two finished steps; a gap
+        the next batch while the device runs; at a save, every loss is read first (a checkpoint never
+        holds a state past a non-finite loss). A step's time is the gap between two finished steps; a gap
         in which a new batch width compiled is left out of the median.
         """
-        losses: list[float] = []
         pending = None  # (loss, batch, whether its own interval holds a compile) of the last dispatched step
         for batch in batches:
             sparsity = self.schedule(self.step)
@@ -76,21 +91,34 @@ class TrainLoop:
                 self._done = time.perf_counter()
             state, metrics = self.train_step(state, self.frozen, sharded, sparsity)  # compiles here if new
             if pending is not None:
-                self._finish(pending, losses, compiled=pending[2] or compiles)
+                self._finish(pending, compiled=pending[2] or compiles)
             pending = (metrics, sharded, compiles and pending is None)  # first of the epoch: own compile
-            self.step += 1
-            self.bar.update(1)
-            if self.step % 10 == 0 or self.step == self.total_steps:
-                lr = float(self.lr_at(self.step))
-                last = f"{losses[-1]:.4f}" if losses else "..."
-                self.bar.set_postfix(loss=last, sparsity=f"{sparsity:.3f}", lr=f"{lr:.2e}")
+            self.progress.step += 1
+            self.progress.batch += 1
+            self._show(sparsity)
+            stopping = self.stop is not None and self.stop.requested
+            saving = self.save is not None and self.save_every and self.step % self.save_every == 0
+            if stopping or saving:
+                self._finish(pending, compiled=pending[2])
+                pending = None
+                if stopping:
+                    return state, True
+                self.save(state)
             if self.step >= self.total_steps:
                 break
         if pending is not None:
-            self._finish(pending, losses, compiled=pending[2])
-        return state, losses
+            self._finish(pending, compiled=pending[2])
+        return state, False
 
-    def _finish(self, pending: tuple, losses: list[float], compiled: bool) -> None:
+    def _show(self, sparsity: float) -> None:
+        self.bar.update(1)
+        if self.step % 10 == 0 or self.step == self.total_steps:
+            lr = float(self.lr_at(self.step))
+            losses = self.progress.losses
+            last = f"{losses[-1]:.4f}" if losses else "..."
+            self.bar.set_postfix(loss=last, sparsity=f"{sparsity:.3f}", lr=f"{lr:.2e}")
+
+    def _finish(self, pending: tuple, compiled: bool) -> None:
         """Waits for a dispatched step (reading its loss and gradient norm) and records the time since the
         previous one finished.
 
@@ -103,14 +131,17 @@ class TrainLoop:
         if not (math.isfinite(loss) and math.isfinite(grad_norm)):
             raise Diverged(self.finished, loss, grad_norm, self.last_finite)
         self.last_finite = (self.finished, loss)
-        losses.append(loss)
+        self.progress.losses.append(loss)
         now = time.perf_counter()
         self.timer.add(now - self._done, batch, compiled)
         self._done = now
 
     def cost(self, state: TrainState, sparsity: float) -> dict[str, Any]:
         """The ``cost`` record of ``results.json``: step times, and the memory of the step compiled at the
-        widest batch (the jit cache holds it, so nothing recompiles)."""
+        widest batch (the jit cache holds it, so nothing recompiles); step times and memory are ``None`` when
+        this process took no step (a run resumed after its last one)."""
+        if self.timer.largest is None:  # resumed after the last step: nothing was measured in this process
+            return self.timer.cost(None, self.mesh.devices.flat[0])
         compiled = self.train_step.jitted.lower(state, self.frozen, self.timer.largest[1], np.float32(sparsity))
         return self.timer.cost(compiled.compile(), self.mesh.devices.flat[0])
 

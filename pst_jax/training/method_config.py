@@ -92,6 +92,9 @@ def check_run_settings(cfg: MethodConfig) -> None:
         check_method_config(cfg)
     except ValueError as error:
         raise InputError(str(error)) from None
+    every = getattr(cfg, "checkpoint_every_steps", 1)
+    if not (isinstance(every, int) and every >= 1):
+        raise InputError(f"--checkpoint_every_steps must be a positive integer, got {every}")
     devices = getattr(cfg, "num_devices", None)
     if devices is not None and not 1 <= devices <= jax.local_device_count():
         raise InputError(f"--num_devices must be in [1, {jax.local_device_count()}], got {devices}")

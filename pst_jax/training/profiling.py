@@ -89,13 +89,14 @@ class StepTimer:
         self.durations.append(seconds)
 
     def cost(self, compiled: Any, device: Any) -> dict[str, Any]:
-        """The ``cost`` record of ``results.json``; ``compiled`` is the step compiled at the widest batch."""
+        """The ``cost`` record of ``results.json``; ``compiled`` is the step compiled at the widest batch (``None``
+        when no step was timed)."""
         return {
             "median_step_s": median_step_time(self.durations, self.compiling),
             "steps_timed": len(self.durations) - len(self.compiling),
             "batch_widths": sorted(self.widths),
-            "compiled_step_memory": compiled_memory(compiled),
-            "compiled_at_width": self.largest[0],
+            "compiled_step_memory": None if compiled is None else compiled_memory(compiled),
+            "compiled_at_width": None if self.largest is None else self.largest[0],
             "device_peak_bytes": device_peak_bytes(device),
             "host_peak_rss_bytes": host_peak_rss_bytes(),
         }

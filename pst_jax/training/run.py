@@ -7,11 +7,11 @@ frozen weights, jitted train and eval steps); :func:`train_epochs` runs the epoc
 ``metrics.jsonl``. The tasks (GLUE, data-to-text) only say how to batch and how to evaluate.
 """
 
+import itertools
 import json
-import os
+import logging
 import time
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
@@ -21,9 +21,13 @@ from jax.sharding import Mesh
 from pst_jax.core.rules import Plan
 from pst_jax.core.types import LossFn, Params
 from pst_jax.methods.base import Method
+from pst_jax.training.checkpoint import Checkpoints, Progress
+from pst_jax.training.errors import Interrupted
+from pst_jax.training.interrupts import StopRequests
 from pst_jax.training.loop import TrainLoop
 from pst_jax.training.method_config import MethodConfig, build_method, sparsity_schedule
 from pst_jax.training.optim import learning_rate_schedule, make_optimizer
+from pst_jax.training.run_folder import RunFolder, write_lines
 from pst_jax.training.step import (
     TrainState,
     init_train_state,
@@ -32,6 +36,8 @@ from pst_jax.training.step import (
     make_eval_step,
     make_train_step,
 )
+
+logger = logging.getLogger("pst_jax")
 
 
 class RunSetup(NamedTuple):
@@ -57,20 +63,36 @@ class Evaluation(NamedTuple):
 
 
 class Trained(NamedTuple):
-    """What :func:`train_epochs` returns: the final state, every evaluation record, wall time, step cost."""
+    """What :func:`train_epochs` returns: the final state, every evaluation record, wall time, step cost and
+    the bytes of a checkpoint."""
 
     state: TrainState
     records: list[dict[str, Any]]
     wall_time_s: float
     cost: dict[str, Any]
+    checkpoint_bytes: int
 
 
-def write_json(path: Path, obj: Any) -> None:
-    """Writes ``obj`` as strict JSON (a non-finite number is an error, never a ``NaN`` token), atomically:
-    a temporary file renamed over ``path``, so a kill leaves the old file or the new one, never a part."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, allow_nan=False) + "\n")
-    os.replace(tmp, path)
+class Selection:
+    """Model selection: the evaluation with the highest ``score(record)`` among those at the target
+    sparsity (the paper's), with a host copy of its trainable params; restored with a checkpoint."""
+
+    def __init__(self, score: Callable[[dict[str, Any]], float]) -> None:
+        self.score = score
+        self.best: dict[str, Any] | None = None
+        self.trainable: Any = None
+
+    def keep(self, record: dict[str, Any], state: TrainState) -> None:
+        """Keeps ``record`` (and its trainable params) if it is the best at target sparsity so far."""
+        if record["at_target_sparsity"] and (self.best is None or self.score(record) > self.score(self.best)):
+            self.best, self.trainable = record, jax.device_get(state.trainable)
+
+    def result(self, trained: Trained) -> tuple[dict[str, Any], Any, str]:
+        """``(record, trainable, how it was selected)``; the last evaluation when none was at target sparsity
+        (e.g. ``--final_warmup 0`` with a run cut short)."""
+        if self.best is None:
+            return trained.records[-1], jax.device_get(trained.state.trainable), "last evaluation"
+        return self.best, self.trainable, "best evaluation at target sparsity"
 
 
 def setup_run(
@@ -109,51 +131,110 @@ def setup_run(
     return RunSetup(method, schedule, target, lr_at, state, frozen, train_step, eval_step, mesh, total_steps)
 
 
+class Schedule(NamedTuple):
+    """How :func:`train_epochs` walks the data: epochs of ``batches(shuffle)``, the shuffle generator's seed,
+    and how often to save a checkpoint."""
+
+    epochs: int
+    batches: Callable[[np.random.Generator], Iterable[dict[str, Any]]]
+    seed: int
+    checkpoint_every: int
+
+
 def train_epochs(
     setup: RunSetup,
-    epochs: int,
-    epoch_batches: Callable[[], Iterable[dict[str, Any]]],
+    schedule: Schedule,
     evaluate: Callable[[TrainState, float], Evaluation],
-    log_path: Path,
+    folder: RunFolder,
     description: str,
-    keep: Callable[[dict[str, Any], TrainState], None] | None = None,
+    selection: Selection | None = None,
 ) -> Trained:
-    """Trains ``epochs`` epochs (stopping at ``setup.total_steps``), evaluating after each.
+    """Trains ``schedule.epochs`` epochs (stopping at ``setup.total_steps``), evaluating after each; resumes
+    from the latest checkpoint in ``folder`` if there is one.
 
-    Each epoch draws its batches from ``epoch_batches()``. After it, ``evaluate(state, sparsity)`` gives the
-    task's fields; the record ``{epoch, step, sparsity, train_loss, **fields, elapsed_s}`` (``elapsed_s``:
-    seconds since training started, this evaluation included) is appended to ``log_path`` as one JSON line
-    and handed to ``keep(record, state)`` (e.g. for model selection).
+    Each epoch draws its batches from ``schedule.batches(shuffle)``. After it, ``evaluate(state, sparsity)``
+    gives the task's fields; the record ``{epoch, step, sparsity, train_loss, **fields, elapsed_s}``
+    (``elapsed_s``: seconds of training in this process, this evaluation included) is appended to
+    ``metrics.jsonl`` and handed to ``selection``. A checkpoint is saved every ``schedule.checkpoint_every``
+    steps and after every evaluation.
+
+    Raises:
+      Interrupted: SIGTERM or SIGINT arrived; the last step's checkpoint is saved.
+      Diverged: a non-finite loss; the last checkpoint is the last good one.
 
     Example::
 
-        trained = train_epochs(setup, 3, lambda: batches(train, 32, buckets, shuffle), evaluate,
-                               out / "metrics.jsonl", "sst2 pst")
+        schedule = Schedule(3, lambda rng: batches(train, 32, buckets, rng), seed=43, checkpoint_every=200)
+        trained = train_epochs(setup, schedule, evaluate, folder, "sst2 pst")
         print(trained.records[-1]["train_loss"])
     """
-    state, records = setup.state, []
+    checkpoints = Checkpoints(folder.checkpoints)
+    state, progress, shuffle = _resume(setup, checkpoints, selection, schedule.seed)
+    log_path = folder.path / "metrics.jsonl"
+    write_lines(log_path, progress.records)  # the records of the resumed steps; later ones are appended
+
+    def save(state: TrainState) -> None:
+        checkpoints.save(state, progress, selection.trainable if selection else None)
+
     start = time.perf_counter()
-    loop = TrainLoop(
-        setup.train_step, setup.frozen, setup.mesh, setup.schedule, setup.lr_at, setup.total_steps, description
-    )
-    with loop, open(log_path, "w") as log:
-        for epoch in range(1, epochs + 1):
-            state, losses = loop.epoch(state, epoch_batches())
-            step, sparsity = loop.step, loop.sparsity
-            evaluation = evaluate(state, sparsity)
-            record = {
-                "epoch": epoch,
-                "step": step,
-                "sparsity": sparsity,
-                "train_loss": float(np.mean(losses)),
-                **evaluation.fields,
-                "elapsed_s": round(time.perf_counter() - start, 1),
-            }
-            log.write(json.dumps(record, allow_nan=False) + "\n")
-            log.flush()
-            records.append(record)
-            loop.write(f"epoch {epoch} step {step} sparsity {sparsity:.3f}: {evaluation.text}")
-            if keep is not None:
-                keep(record, state)
-    wall = time.perf_counter() - start
-    return Trained(state, records, round(wall, 1), loop.cost(state, setup.target))
+    with StopRequests() as stop, open(log_path, "a") as log:
+        loop = TrainLoop(
+            setup.train_step, setup.frozen, setup.mesh, setup.schedule, setup.lr_at, setup.total_steps,
+            description, progress, save, schedule.checkpoint_every, stop,
+        )  # fmt: skip
+        try:
+            with loop:
+                while progress.epoch <= schedule.epochs:
+                    shuffle.bit_generator.state = progress.shuffle
+                    batches = itertools.islice(schedule.batches(shuffle), progress.batch, None)
+                    state, stopped = loop.epoch(state, batches)
+                    if not stopped:
+                        record = _evaluate(loop, state, evaluate, start)
+                        log.write(json.dumps(record, allow_nan=False) + "\n")
+                        log.flush()
+                        if selection is not None:
+                            selection.keep(record, state)
+                            progress.kept = selection.best
+                        progress.next_epoch(shuffle)
+                    save(state)
+                    if stop.requested:
+                        raise Interrupted(stop.signal.name, int(stop.signal), progress.step, str(folder.checkpoints))
+            cost = loop.cost(state, setup.target)
+            wall = round(time.perf_counter() - start, 1)
+            return Trained(state, progress.records, wall, cost, checkpoints.latest_bytes())
+        finally:
+            checkpoints.close()
+
+
+def _resume(
+    setup: RunSetup, checkpoints: Checkpoints, selection: Selection | None, seed: int
+) -> tuple[TrainState, Progress, np.random.Generator]:
+    """The state, progress and shuffle generator to start from: the latest checkpoint's, or fresh ones."""
+    shuffle = np.random.default_rng(seed)
+    restored = checkpoints.restore(setup.state)
+    if restored is None:
+        return setup.state, Progress(shuffle=shuffle.bit_generator.state), shuffle
+    state, progress, kept = restored
+    logger.warning("resuming from the checkpoint of step %d in %s", progress.step, checkpoints.directory)
+    if selection is not None:
+        selection.best, selection.trainable = progress.kept, kept
+    return state, progress, shuffle
+
+
+def _evaluate(
+    loop: TrainLoop, state: TrainState, evaluate: Callable[[TrainState, float], Evaluation], start: float
+) -> dict[str, Any]:
+    """The record of an evaluation after the epoch ``loop`` just finished (also added to its progress)."""
+    progress, sparsity = loop.progress, loop.sparsity
+    evaluation = evaluate(state, sparsity)
+    record = {
+        "epoch": progress.epoch,
+        "step": progress.step,
+        "sparsity": sparsity,
+        "train_loss": float(np.mean(progress.losses)),
+        **evaluation.fields,
+        "elapsed_s": round(time.perf_counter() - start, 1),
+    }
+    progress.records.append(record)
+    loop.write(f"epoch {progress.epoch} step {progress.step} sparsity {sparsity:.3f}: {evaluation.text}")
+    return record
