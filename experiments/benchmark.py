@@ -30,22 +30,24 @@ from pathlib import Path
 
 import jax
 
-from pst_jax.bench.step_cost import MODELS, breakdown_table, build, measure, table
+from pst_jax.bench.step_cost import MODELS, breakdown_table, build, check_shapes, measure, table
 from pst_jax.methods.registry import METHOD_NAMES
 
 DEFAULT_METHODS = "dense,pst,movement,magnitude,lora"
 
 
-def _run_isolated(method: str, argv: list[str]) -> dict:
+def _run_isolated(method: str, argv: list[str]) -> dict | None:
+    """One method's figures from a child process; None where it failed (its error is on stderr)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "one.json"
         command = [sys.executable, "-m", "experiments.benchmark", *argv, "--methods", method]
         env = {**os.environ, "TRANSFORMERS_VERBOSITY": "error"}
-        subprocess.run([*command, "--no_isolate", "--output", str(out), "--quiet"], check=True, env=env)
+        if subprocess.run([*command, "--no_isolate", "--output", str(out), "--quiet"], env=env).returncode:
+            return None
         return json.loads(out.read_text())["results"][0]
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--model", default="bert-base", help=f"one of {', '.join(MODELS)} (random weights)")
     p.add_argument("--methods", default=DEFAULT_METHODS, help=f"comma-separated, from {', '.join(METHOD_NAMES)}")
@@ -65,26 +67,17 @@ def main(argv: list[str] | None = None) -> int:
         "weights and masks, ...), from XLA's liveness dump (n/a where the backend writes none; checked on CPU)",
     )
     p.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
     raw = sys.argv[1:] if argv is None else argv
-    args = p.parse_args(raw)
+    args = _parser().parse_args(raw)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    problems = [f"unknown method {m!r}" for m in methods if m not in METHOD_NAMES]
-    if args.model not in MODELS:
-        problems.append(f"unknown model {args.model!r}; choose from {', '.join(MODELS)}")
-    if not 0.0 < args.sparsity < 1.0:
-        problems.append(f"--sparsity must be in (0, 1), got {args.sparsity}")
-    if min(args.batch_size, args.seq_len, args.steps) < 1 or args.warmup < 0:
-        problems.append("--batch_size, --seq_len and --steps must be >= 1, --warmup >= 0")
-    devices = args.num_devices or jax.local_device_count()
-    if not 1 <= devices <= jax.local_device_count() or args.batch_size % devices:
-        problems.append(
-            f"--batch_size {args.batch_size} must split evenly over --num_devices {devices} "
-            f"(of {jax.local_device_count()} local devices)"
-        )
+    problems = _problems(args, methods)
     if problems:
         print(f"error: {problems[0]}", file=sys.stderr)
         return 2
-
     out = Path(args.output or f"runs/benchmark-{args.model}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     device = jax.devices()[0]
@@ -123,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
             if in_process
             else _run_isolated(method, _strip(raw))
         )
+        if result is None:
+            print(f"error: {method} failed in its own process (its error is above)", file=sys.stderr)
+            return 1
         report["results"].append(result)
         out.write_text(json.dumps(report, indent=2) + "\n")  # after every method: a cut-off run keeps its figures
         if not args.quiet:
@@ -132,14 +128,57 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
     if not args.quiet:
-        print(f"{args.model}, batch {args.batch_size} x {args.seq_len} tokens, sparsity {args.sparsity}, "
-              f"{report['device']}, median of {args.steps} steps")  # fmt: skip
-        print(table(report["results"]))
-        if args.breakdown:
-            print("\nLive at the peak of each compiled step (MiB), from XLA's liveness dump:")
-            print(breakdown_table(report["results"]))
-        print(f"JSON: {out}")
+        _print_tables(args, report, out)
     return 0
+
+
+def _print_tables(args: argparse.Namespace, report: dict, out: Path) -> None:
+    print(f"{args.model}, batch {args.batch_size} x {args.seq_len} tokens, sparsity {args.sparsity}, "
+          f"{report['device']}, median of {args.steps} steps")  # fmt: skip
+    print(table(report["results"]))
+    if args.breakdown:
+        print("\nLive at the peak of each compiled step (MiB), from XLA's liveness dump:")
+        print(breakdown_table(report["results"]))
+    print(f"JSON: {out}")
+
+
+def _problems(args: argparse.Namespace, methods: list[str]) -> list[str]:
+    """What is wrong with the flags, each as one line naming the value and the fix (checked before any model is
+    built, so a child process never fails on them)."""
+    problems = [
+        f"unknown method {m!r}; choose from {', '.join(METHOD_NAMES)}" for m in methods if m not in METHOD_NAMES
+    ]
+    if not methods:
+        problems.append(f"--methods names no method; choose from {', '.join(METHOD_NAMES)}")
+    if args.model not in MODELS:
+        problems.append(f"unknown model {args.model!r}; choose from {', '.join(MODELS)}")
+    if not 0.0 < args.sparsity < 1.0:  # also refuses nan
+        problems.append(f"--sparsity must be in (0, 1), got {args.sparsity}")
+    for name in ("batch_size", "seq_len", "steps", "rank"):
+        if getattr(args, name) < 1:
+            problems.append(f"--{name} must be a positive integer, got {getattr(args, name)}")
+    if args.warmup < 0:
+        problems.append(f"--warmup must be >= 0, got {args.warmup}")
+    count = jax.local_device_count()
+    if args.num_devices is not None and not 1 <= args.num_devices <= count:
+        problems.append(f"--num_devices must be in [1, {count}], got {args.num_devices}")
+    elif args.batch_size >= 1 and args.batch_size % (args.num_devices or count):
+        problems.append(
+            f"--batch_size {args.batch_size} must split evenly over --num_devices {args.num_devices or count} "
+            f"(of {count} local devices)"
+        )
+    if args.model in MODELS and args.seq_len >= 1 and args.rank >= 1:
+        try:
+            check_shapes(args.model, args.seq_len, args.rank)
+        except ValueError as error:
+            problems.append(str(error))
+    output = Path(args.output or f"runs/benchmark-{args.model}.json")
+    existing = next((p for p in output.parents if p.exists()), Path("."))
+    if output.is_dir():
+        problems.append(f"--output {output} is a folder; give a JSON file's path")
+    elif not existing.is_dir():
+        problems.append(f"--output {output} lies under {existing}, which is a file; give a JSON file's path")
+    return problems
 
 
 def _strip(argv: list[str]) -> list[str]:

@@ -11,12 +11,14 @@ all 72 matrices included (no model forward).
 
 import argparse
 import statistics
+import sys
 import time
 
 import jax
 import jax.numpy as jnp
 
 from pst_jax import keep_mask
+from pst_jax.methods.registry import METHOD_NAMES
 
 
 def sort_mask(scores: jax.Array, sparsity: float) -> jax.Array:
@@ -61,18 +63,34 @@ def time_methods(names: list[str], sparsity: float, repeats: int) -> None:
         print(f"{name:>10}: compile {compile_s:6.1f} s, forward + backward {ms / 1e3:6.3f} s", flush=True)
 
 
-def main() -> None:
+def _problem(args: argparse.Namespace) -> str | None:
+    """The first bad flag, as one line naming its value and the fix; None if all are good."""
+    if not 0.0 <= args.sparsity < 1.0:  # also refuses nan
+        return f"--sparsity must be in [0, 1), got {args.sparsity}"
+    if args.repeats < 1:
+        return f"--repeats must be a positive integer, got {args.repeats}"
+    methods = [] if args.methods is None else args.methods.split(",")
+    unknown = [m for m in methods if m not in METHOD_NAMES]
+    if unknown:
+        return f"unknown method {unknown[0]!r} in --methods; choose from {', '.join(METHOD_NAMES)}"
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sparsity", type=float, default=0.9, help="share of each matrix pruned (default 0.9)")
     parser.add_argument(
         "--repeats", type=int, default=10, help="timed calls after a warm-up; the median is printed (default 10)"
     )
     parser.add_argument("--methods", help="comma-separated methods to time on BERT-base instead")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if (problem := _problem(args)) is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     print(f"backend: {jax.default_backend()} ({jax.devices()[0].device_kind}), sparsity {args.sparsity}")
     if args.methods:
         time_methods(args.methods.split(","), args.sparsity, args.repeats)
-        return
+        return 0
     totals = {"radix select": 0.0, "sort": 0.0}
     for shape, count in (((768, 768), 48), ((768, 3072), 24)):
         x = jax.random.normal(jax.random.key(0), shape)
@@ -82,7 +100,8 @@ def main() -> None:
             print(f"{name:>12} {shape[0]}x{shape[1]}: {ms:8.2f} ms")
     for name, total in totals.items():
         print(f"{name:>12}, all 72 BERT-base matrices: {total / 1e3:6.2f} s")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -172,7 +172,8 @@ def test_bad_input_is_one_line_before_any_model_loads(overrides, message, gpt2_f
 
     monkeypatch.setattr(FlaxGPT2LMHeadModel, "from_pretrained", no_model)
     with pytest.raises(ValueError, match=message) as error:
-        settings = {"task": "e2e", "model": str(FIXTURES / "gpt2_tokenizer"), **overrides}
+        # A real model folder: a folder without config.json (the bare tokenizer fixture) is itself refused.
+        settings = {"task": "e2e", "model": gpt2_folder, **overrides}
         settings["model"] = gpt2_folder if settings["model"] == "TINY" else settings["model"]
         run(smoke_config(settings.pop("task"), settings.pop("model"), tmp_path / "out", **settings), hub_ok=NEVER)
     assert "\n" not in str(error.value)

@@ -37,24 +37,40 @@ MODELS = {
 }  # fmt: skip
 
 
-def build(model_name: str, batch_size: int, seq_len: int, seed: int = 0) -> tuple[Any, Any, dict[str, np.ndarray]]:
-    """``(model, loss_fn, batch)``: random weights of the named shapes, a batch of random tokens."""
-    from transformers import BertConfig, FlaxBertForSequenceClassification, FlaxGPT2LMHeadModel, GPT2Config
+def model_config(model_name: str) -> Any:
+    """The Hugging Face config of a :data:`MODELS` entry (no weights)."""
+    from transformers import BertConfig, GPT2Config
 
     family, overrides = MODELS[model_name]
+    return BertConfig(**overrides, num_labels=2) if family == "bert" else GPT2Config(**overrides)
+
+
+def check_shapes(model_name: str, seq_len: int, rank: int) -> None:
+    """A one-line ``ValueError`` where ``seq_len`` exceeds the model's positions, or ``rank`` its width (the
+    smaller dimension of its smallest sparsified matrices, the ``width x width`` attention projections)."""
+    config = model_config(model_name)
+    positions, width = (config.n_positions, config.n_embd) if config.model_type == "gpt2" else (
+        config.max_position_embeddings, config.hidden_size)  # fmt: skip
+    if seq_len > positions:
+        raise ValueError(f"--seq_len {seq_len} exceeds {model_name}'s {positions} positions; lower it")
+    if rank > width:
+        raise ValueError(f"--rank {rank} exceeds the {width} x {width} matrices of {model_name}; give at most {width}")
+
+
+def build(model_name: str, batch_size: int, seq_len: int, seed: int = 0) -> tuple[Any, Any, dict[str, np.ndarray]]:
+    """``(model, loss_fn, batch)``: random weights of the named shapes, a batch of random tokens."""
+    from transformers import FlaxBertForSequenceClassification, FlaxGPT2LMHeadModel
+
+    check_shapes(model_name, seq_len, 1)
+    config = model_config(model_name)
     rng = np.random.default_rng(seed)
+    family = MODELS[model_name][0]
     if family == "bert":
-        config = BertConfig(**overrides, num_labels=2)
         model = FlaxBertForSequenceClassification(config, seed=seed)
         loss_fn = classification_loss(model)
-        limit = config.max_position_embeddings
     else:
-        config = GPT2Config(**overrides)
         model = FlaxGPT2LMHeadModel(config, seed=seed)
         loss_fn = causal_lm_loss(model, label_smoothing=0.1)
-        limit = config.n_positions
-    if seq_len > limit:
-        raise ValueError(f"--seq_len {seq_len} exceeds the model's {limit} positions")
     batch = {
         "input_ids": rng.integers(0, config.vocab_size, (batch_size, seq_len)).astype(np.int32),
         "attention_mask": np.ones((batch_size, seq_len), np.int32),

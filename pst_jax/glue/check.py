@@ -12,11 +12,12 @@ import numpy as np
 from pst_jax.core.model import kernel_sparsity
 from pst_jax.core.rules import flatten, make_plan, read_matrix, rules_for
 from pst_jax.data.batching import batches, length_buckets
-from pst_jax.glue.config import saved_config
+from pst_jax.data.hub import check_model_folder
+from pst_jax.glue.config import GlueConfig, saved_config
 from pst_jax.glue.run import encode_split
 from pst_jax.glue.sources import limit_eval, resolve_sources
-from pst_jax.glue.tasks import compute_metrics, get_task
-from pst_jax.training.errors import InputError
+from pst_jax.glue.tasks import TASKS, compute_metrics, get_task
+from pst_jax.training.errors import InputError, one_line
 from pst_jax.training.losses import classification_loss
 from pst_jax.training.sharding import make_mesh, shard_batch
 
@@ -28,10 +29,32 @@ def finished_results(out: Path) -> dict[str, Any]:
         results = json.loads(path.read_text())
     except (OSError, ValueError):
         raise InputError(f"{out} holds no finished GLUE run (no readable results.json); run experiments.glue") from None
+    if not isinstance(results, dict):
+        raise InputError(f"{path} is not a GLUE run's results (a JSON {type(results).__name__}); run experiments.glue")
+    if results.get("task") not in TASKS:
+        raise InputError(
+            f"{out} holds a run of task {results.get('task')!r}, not a GLUE one ({', '.join(TASKS)}); "
+            "pass the output folder of experiments.glue"
+        )
     if results.get("status") != "finished" or "best" not in results:
         status = results.get("status", "unknown")
         raise InputError(f"{out} holds no finished GLUE run (status: {status}); rerun experiments.glue into it")
     return results
+
+
+def _finished_run(out: Path) -> tuple[dict[str, Any], GlueConfig]:
+    """The results and config of the finished GLUE run in ``out``, its ``sparse_model/`` checked to be loadable."""
+    results = finished_results(out)
+    try:
+        cfg = saved_config(out)
+        if not (out / "sparse_model").is_dir():
+            raise FileNotFoundError(f"no folder {out / 'sparse_model'}")
+        check_model_folder(out / "sparse_model", label=str(out / "sparse_model"))
+    except (OSError, TypeError, ValueError) as error:  # deleted or edited since the run
+        raise InputError(
+            f"{out} is not a complete GLUE run ({one_line(error)}); rerun experiments.glue into it"
+        ) from None
+    return results, cfg
 
 
 def check_export(output_dir: str | Path, hub_ok: Callable[[], bool] | None = None) -> dict[str, Any]:
@@ -43,8 +66,7 @@ def check_export(output_dir: str | Path, hub_ok: Callable[[], bool] | None = Non
     from transformers import AutoTokenizer, FlaxAutoModelForSequenceClassification
 
     out = Path(output_dir)
-    results = finished_results(out)
-    cfg = saved_config(out)
+    results, cfg = _finished_run(out)
     task = get_task(cfg.task)
     sources = resolve_sources(cfg, task, hub_ok)
     sources.data = limit_eval(sources.data, task, cfg.max_eval_samples)

@@ -9,7 +9,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from pst_jax.data.hub import looks_like_path
+from pst_jax.data.hub import check_model_folder, looks_like_path
 from pst_jax.glue.tasks import TASKS, GlueTask, get_task
 from pst_jax.training.errors import InputError
 from pst_jax.training.method_config import MethodConfig, check_run_settings
@@ -46,7 +46,8 @@ class GlueConfig(FolderConfig, MethodConfig):
 
 
 def check_config(cfg: GlueConfig, num_devices: int) -> GlueTask:
-    """Raises a one-line :class:`InputError` for any bad setting; returns the task. Loads nothing."""
+    """Raises a one-line :class:`InputError` for any bad setting; returns the task. Loads nothing (of a local
+    ``--model`` folder it reads ``config.json`` and lists the files)."""
     try:
         task = get_task(cfg.task)
     except ValueError as error:
@@ -75,6 +76,11 @@ def check_config(cfg: GlueConfig, num_devices: int) -> GlueTask:
             raise InputError(f"data file {path} does not exist")
     if cfg.model is not None and not Path(cfg.model).expanduser().exists() and looks_like_path(cfg.model):
         raise InputError(f"--model {cfg.model} does not exist (not a folder, and not a hub id)")
+    if cfg.model is not None:
+        try:
+            check_model_folder(cfg.model)
+        except ValueError as error:
+            raise InputError(str(error)) from None
     return task
 
 

@@ -27,16 +27,19 @@ from pst_jax.core.rules import Plan, make_plan, rules_for
 from pst_jax.data.batching import Encoded, batches, encode, length_buckets, num_batches
 from pst_jax.glue.config import GlueConfig, check_config, resolve_recipe
 from pst_jax.glue.sources import limit_eval, resolve_sources
-from pst_jax.glue.tasks import GlueTask, compute_metrics, majority_baseline
+from pst_jax.glue.tasks import GlueTask, compute_metrics, get_task, majority_baseline
 from pst_jax.methods.base import export_model
-from pst_jax.training.errors import Diverged, InputError
+from pst_jax.training.errors import Diverged, InputError, one_line
 from pst_jax.training.losses import classification_loss
-from pst_jax.training.method_config import parameter_report
+from pst_jax.training.method_config import check_ranks, parameter_report
 from pst_jax.training.run import Evaluation, RunSetup, Schedule, Selection, setup_run, train_epochs
 from pst_jax.training.run_folder import RunFolder, write_json
 from pst_jax.training.sharding import make_mesh, shard_batch
 
 logger = logging.getLogger("pst_jax")
+
+#: Special tokens of a row with one text and with two: [CLS] a [SEP] (b [SEP]); <s> a </s> (</s> b </s>).
+SPECIAL_TOKENS: dict[str, tuple[int, int]] = {"bert": (2, 3), "roberta": (2, 4)}
 
 
 def encode_split(tokenizer: Any, split: Any, task: GlueTask, max_length: int) -> Encoded:
@@ -132,14 +135,25 @@ def fit_length_to_model(cfg: GlueConfig, sources: Any, explicit: bool) -> GlueCo
     """Checks the model's type and fits ``--max_length`` to its positions, reading its config, not its weights.
 
     A recipe's length above the positions is lowered to all of them, with a note; an explicit one is an
-    :class:`InputError` (past the last position, BERT's embeddings give NaN logits silently).
+    :class:`InputError` (past the last position, BERT's embeddings give NaN logits silently). A length that
+    leaves no room for one token of each text besides the special tokens is an :class:`InputError`.
     """
     from transformers import AutoConfig
 
-    model_config = AutoConfig.from_pretrained(sources.model)
-    if model_config.model_type not in ("bert", "roberta"):
+    try:
+        model_config = AutoConfig.from_pretrained(sources.model)
+    except (OSError, ValueError) as error:
+        raise InputError(f"the config of model {sources.model_name} does not load: {one_line(error)}") from None
+    if model_config.model_type not in SPECIAL_TOKENS:
         raise InputError(
             f"model {sources.model_name} is a {model_config.model_type!r} model; GLUE here takes BERT or RoBERTa"
+        )
+    texts = len(get_task(cfg.task).text_keys)
+    special = SPECIAL_TOKENS[model_config.model_type][texts - 1]
+    if cfg.max_length < special + texts:
+        raise InputError(
+            f"--max_length {cfg.max_length} leaves no room for text: a {cfg.task} row of a {model_config.model_type} "
+            f"model takes {special} special tokens; give at least {special + texts} (one token of each text)"
         )
     offset = model_config.pad_token_id + 1 if model_config.model_type == "roberta" else 0  # RoBERTa skips these
     positions = model_config.max_position_embeddings - offset
@@ -156,6 +170,34 @@ def fit_length_to_model(cfg: GlueConfig, sources: Any, explicit: bool) -> GlueCo
     return dataclasses.replace(cfg, max_length=positions)
 
 
+def load_tokenizer(sources: Any) -> Any:
+    """The model's tokenizer (cheap: loaded before the weights); a one-line :class:`InputError` if it fails."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(sources.model)
+    except (OSError, ValueError) as error:
+        raise InputError(f"the tokenizer of model {sources.model_name} does not load: {one_line(error)}") from None
+
+
+def load_model(cfg: GlueConfig, task: GlueTask, sources: Any) -> tuple[Any, Plan]:
+    """The model with a fresh head for ``task``, and its plan, checked against the method's ranks."""
+    from transformers import FlaxAutoModelForSequenceClassification
+
+    try:
+        model = FlaxAutoModelForSequenceClassification.from_pretrained(
+            sources.model, num_labels=task.num_labels, seed=cfg.seed
+        )
+    except (OSError, ValueError) as error:  # a missing, truncated or corrupt weights file
+        raise InputError(f"the weights of model {sources.model_name} do not load: {one_line(error)}") from None
+    try:
+        plan = make_plan(model.params, rules_for(model.config.model_type))
+    except ValueError as error:
+        raise InputError(f"model {sources.model_name} is not supported: {error}") from None
+    check_ranks(cfg, plan)
+    return model, plan
+
+
 def run(cfg: GlueConfig, hub_ok: Callable[[], bool] | None = None) -> dict[str, Any]:
     """The whole experiment; returns what it writes to ``results.json``."""
     task = check_config(cfg, cfg.num_devices or jax.local_device_count())
@@ -163,28 +205,19 @@ def run(cfg: GlueConfig, hub_ok: Callable[[], bool] | None = None) -> dict[str, 
     sources.data = limit_eval(sources.data, task, cfg.max_eval_samples)
     explicit_length = cfg.max_length is not None
     cfg = fit_length_to_model(resolve_recipe(cfg, task, sources.embedded), sources, explicit_length)
+    tokenizer = load_tokenizer(sources)
     resolved = {**dataclasses.asdict(cfg), "model_used": sources.model_name, "data_used": sources.data_name}
     with RunFolder.open(Path(cfg.output_dir), resolved, cfg.overwrite) as folder:
-        if folder.results is not None:
-            logger.warning(
-                "note: %s holds this run, finished; nothing to redo (--overwrite runs it again)", folder.path
-            )
+        if folder.results is not None:  # finished earlier: nothing to redo
             return folder.results
-        return _train_and_report(cfg, task, sources, folder)
+        return _train_and_report(cfg, task, sources, tokenizer, folder)
 
 
-def _train_and_report(cfg: GlueConfig, task: GlueTask, sources: Any, folder: RunFolder) -> dict[str, Any]:
+def _train_and_report(
+    cfg: GlueConfig, task: GlueTask, sources: Any, tokenizer: Any, folder: RunFolder
+) -> dict[str, Any]:
     """Loads the model, trains, exports, and writes ``results.json`` (last) into ``folder``."""
-    from transformers import AutoTokenizer, FlaxAutoModelForSequenceClassification
-
-    tokenizer = AutoTokenizer.from_pretrained(sources.model)
-    model = FlaxAutoModelForSequenceClassification.from_pretrained(
-        sources.model, num_labels=task.num_labels, seed=cfg.seed
-    )
-    try:
-        plan = make_plan(model.params, rules_for(model.config.model_type))
-    except ValueError as error:
-        raise InputError(f"model {sources.model_name} is not supported: {error}") from None
+    model, plan = load_model(cfg, task, sources)
     header = {"task": task.name, "model": sources.model_name, "data": sources.data_name, "method": cfg.method}
     try:
         summary = fit(cfg, task, model, plan, tokenizer, sources.data, folder)

@@ -3,7 +3,7 @@
 import dataclasses
 from pathlib import Path
 
-from pst_jax.data.hub import looks_like_path
+from pst_jax.data.hub import check_model_folder, looks_like_path
 from pst_jax.nlg.data import TASKS
 from pst_jax.nlg.metrics import METRICS
 from pst_jax.training.errors import InputError
@@ -66,7 +66,8 @@ class NLGConfig(FolderConfig, MethodConfig):
 
 
 def check_config(cfg: NLGConfig, num_devices: int) -> None:
-    """Raises a one-line :class:`InputError` for any bad setting. Loads nothing."""
+    """Raises a one-line :class:`InputError` for any bad setting. Loads nothing (of a local ``--model`` folder
+    it reads ``config.json`` and lists the files)."""
     if cfg.task not in TASKS:
         raise InputError(f"unknown task {cfg.task!r}; choose from {', '.join(TASKS)}")
     check_run_settings(cfg)
@@ -117,6 +118,10 @@ def check_config(cfg: NLGConfig, num_devices: int) -> None:
             raise InputError(f"data file {path} does not exist")
     if looks_like_path(cfg.model) and not Path(cfg.model).expanduser().exists():
         raise InputError(f"--model {cfg.model} does not exist (not a folder, and not a hub id)")
+    try:
+        check_model_folder(cfg.model)
+    except ValueError as error:
+        raise InputError(str(error)) from None
 
 
 def _check_prompt_room(cfg: NLGConfig) -> None:

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pst_jax.data.text_files import utf8_errors
+
 TASKS: tuple[str, ...] = ("e2e", "dart", "webnlg")
 
 # File of each split in each dataset's original layout (as in LoRA's create_datasets.sh).
@@ -202,6 +204,16 @@ def read_webnlg(path: str | Path) -> list[NLGExample]:
 READERS = {"e2e": read_e2e, "dart": read_dart, "webnlg": read_webnlg}
 
 
+def read_split(task: str, split: str, path: str | Path) -> list[NLGExample]:
+    """The examples of one split's file; ``ValueError`` for a malformed row, a byte that is not UTF-8 (naming its
+    line), or no example with a reference."""
+    with utf8_errors(path):
+        examples = READERS[task](path)
+    if not examples:
+        raise ValueError(f"{task} {split} file {path} holds no examples (no input with a reference); fill it")
+    return examples
+
+
 def _check_task(task: str) -> None:
     if task not in TASKS:
         raise ValueError(f"unknown NLG task {task!r}; expected one of {', '.join(TASKS)}")
@@ -228,7 +240,7 @@ def load_nlg_dir(task: str, data_dir: str | Path) -> dict[str, list[NLGExample]]
     for split, name in SPLIT_FILES[task].items():
         path = folder / name
         if path.is_file():
-            splits[split] = READERS[task](path)
+            splits[split] = read_split(task, split, path)
         elif split in REQUIRED_SPLITS:
             raise ValueError(f"missing {task} {split} file: expected {path}")
     return splits
@@ -332,5 +344,5 @@ def load_nlg_files(task: str, files: Mapping[str, str | Path | None]) -> dict[st
             continue
         if not Path(path).is_file():
             raise ValueError(f"{task} {split} file {path} does not exist")
-        splits[split] = READERS[task](path)
+        splits[split] = read_split(task, split, path)
     return splits

@@ -44,8 +44,8 @@ def encode_for_lm(
 
     Each row is ``tokens(source) + [eos] + tokens(" " + reference) + [eos]``, cut to its first
     ``max_length`` tokens (so a long row loses the end of its reference and its final eos, and a prompt of
-    ``max_length`` tokens or more leaves no target at all), then padded to the longest row (or ``pad_to``)
-    with the tokenizer's pad id (its eos where it has none).
+    ``max_length`` tokens or more leaves no target at all: see :func:`rows_without_target`), then padded to
+    the longest row (or ``pad_to``) with the tokenizer's pad id (its eos where it has none).
 
     ``loss_mask`` is aligned with ``input_ids``: 1 where the token is a target token (reference or its
     final eos), 0 on the prompt, the separator and padding. A causal LM predicts token ``t`` from the
@@ -85,6 +85,17 @@ def encode_for_lm(
         attention_mask[j, : len(row)] = 1
         loss_mask[j, : len(row)] = mask
     return {"input_ids": input_ids, "attention_mask": attention_mask, "loss_mask": loss_mask}
+
+
+def rows_without_target(rows: dict[str, np.ndarray]) -> np.ndarray:
+    """Indices of the :func:`encode_for_lm` rows whose target was cut off entirely (their prompt fills
+    ``max_length``): they carry no loss, so a split of only such rows has loss 0 and perplexity 1.
+
+    Example:
+      >>> rows_without_target({"loss_mask": np.array([[0, 1], [0, 0]])}).tolist()
+      [1]
+    """
+    return np.flatnonzero(rows["loss_mask"].sum(axis=1) == 0)
 
 
 def encode_prompts(

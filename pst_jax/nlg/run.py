@@ -5,11 +5,13 @@
 1. :func:`~pst_jax.nlg.config.check_config`: every flag is checked before anything is loaded, with one-line errors.
 2. :func:`load_data`: the splits from ``--data_dir`` (each dataset's original layout), from
    ``--train_file``/``--validation_file``/``--test_file``, or from the hub when it is reachable.
-3. :func:`fit`: the jitted, mesh-sharded train step (loss on the target text only, label smoothing),
+3. :func:`encode_rows`: the token rows, with the tokenizer only; a row whose target is cut off is an error
+   before the weights load.
+4. :func:`fit`: the jitted, mesh-sharded train step (loss on the target text only, label smoothing),
    the validation loss after every epoch, then the export of the final model at the target sparsity.
-4. :func:`generate`: beam search (:mod:`pst_jax.nlg.beam_search`) on the exported sparse model, then the
+5. :func:`generate`: beam search (:mod:`pst_jax.nlg.beam_search`) on the exported sparse model, then the
    task's metrics (:mod:`pst_jax.nlg.metrics`).
-5. Outputs in ``output_dir``: ``config.json``, ``metrics.jsonl``, ``results.json``, ``predictions.jsonl``
+6. Outputs in ``output_dir``: ``config.json``, ``metrics.jsonl``, ``results.json``, ``predictions.jsonl``
    (source, generated text, references), ``predictions.txt`` (one generated text a line) and
    ``sparse_model/``, which ``FlaxGPT2LMHeadModel.from_pretrained`` loads.
 
@@ -33,18 +35,18 @@ from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
 from pst_jax.core.model import measured_sparsity
-from pst_jax.core.rules import make_plan, rules_for
+from pst_jax.core.rules import Plan, make_plan, rules_for
 from pst_jax.data.batching import length_buckets
 from pst_jax.data.hub import hub_model_cached, hub_reachable
 from pst_jax.methods.base import export_model
 from pst_jax.nlg.beam_search import decode_rows, make_generate
 from pst_jax.nlg.config import TASK_METRICS, NLGConfig, check_config, resolve_defaults
-from pst_jax.nlg.data import NLGExample, load_nlg_dir, load_nlg_files, load_nlg_hub
+from pst_jax.nlg.data import SPLIT_FILES, NLGExample, load_nlg_dir, load_nlg_files, load_nlg_hub
 from pst_jax.nlg.metrics import lora_postprocess, score
-from pst_jax.nlg.rows import encode_for_lm, lm_batches, prompt_batches
-from pst_jax.training.errors import Diverged, InputError
+from pst_jax.nlg.rows import encode_for_lm, lm_batches, prompt_batches, rows_without_target
+from pst_jax.training.errors import Diverged, InputError, one_line
 from pst_jax.training.losses import causal_lm_loss
-from pst_jax.training.method_config import parameter_report
+from pst_jax.training.method_config import check_ranks, parameter_report
 from pst_jax.training.run import Evaluation, RunSetup, Schedule, setup_run, train_epochs
 from pst_jax.training.run_folder import RunFolder, write_json
 from pst_jax.training.sharding import make_mesh, replicate, shard_batch
@@ -85,7 +87,10 @@ def _fit_to_run_and_model(cfg: NLGConfig, total_steps: int) -> NLGConfig:
     """``cfg`` with its unset defaults fitted to the run and the model (notes logged); loads no weights."""
     from transformers import AutoConfig
 
-    model_config = AutoConfig.from_pretrained(cfg.model)
+    try:
+        model_config = AutoConfig.from_pretrained(cfg.model)
+    except (OSError, ValueError) as error:
+        raise InputError(f"the config of model {cfg.model} does not load: {one_line(error)}") from None
     if model_config.model_type != "gpt2":
         raise InputError(f"model {cfg.model} is a {model_config.model_type!r} model; the NLG tasks here take GPT-2")
     cfg, notes = resolve_defaults(cfg, total_steps, model_config.n_positions)
@@ -110,18 +115,47 @@ def validation_loss(setup: RunSetup, trainable: Any, batches: list, sparsity: fl
     return float(total / max(tokens, 1.0))
 
 
+def _split_file(cfg: NLGConfig, split: str) -> str:
+    if cfg.data_dir is not None:
+        return str(Path(cfg.data_dir) / SPLIT_FILES[cfg.task][split])
+    return getattr(cfg, f"{split}_file") or f"the hub's {split} split"
+
+
+def encode_rows(cfg: NLGConfig, tokenizer: Any, data: dict[str, list[NLGExample]]) -> dict[str, dict[str, Any]]:
+    """The training and validation rows (:func:`~pst_jax.nlg.rows.encode_for_lm`; validation cut to
+    ``--max_eval_samples``), each keeping a target token: a row whose source fills ``--max_length`` would carry
+    no loss (a validation loss of 0, perplexity 1), so it is an :class:`InputError`. Needs the tokenizer only."""
+    rows = {}
+    for split, examples in (("train", data["train"]), ("validation", data["validation"][: cfg.max_eval_samples])):
+        rows[split] = encode_for_lm(tokenizer, examples, cfg.max_length)
+        empty = rows_without_target(rows[split])
+        if empty.size:
+            first = int(np.searchsorted(np.cumsum([len(e.references) for e in examples]), empty[0], side="right"))
+            raise InputError(
+                f"{empty.size} of {len(rows[split]['input_ids'])} {split} rows keep no target token within "
+                f"--max_length {cfg.max_length}, their source fills it (the first in {_split_file(cfg, split)}: "
+                f"{examples[first].source[:60]!r}); raise --max_length or shorten the sources"
+            )
+    return rows
+
+
 def fit(
-    cfg: NLGConfig, model: Any, tokenizer: Any, data: dict[str, list[NLGExample]], mesh: Mesh, folder: RunFolder
+    cfg: NLGConfig,
+    model: Any,
+    plan: Plan,
+    tokenizer: Any,
+    rows: dict[str, dict[str, Any]],
+    mesh: Mesh,
+    folder: RunFolder,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Trains (or resumes), logs the validation loss after every epoch, exports the final sparse model.
+    """Trains (or resumes) on :func:`encode_rows`' rows, logs the validation loss after every epoch, exports the
+    final model.
 
     Returns:
       ``(summary, params)``: what ``results.json`` reports of the training, and the exported sparse params.
     """
-    plan = make_plan(model.params, rules_for("gpt2"))
     buckets = length_buckets(cfg.max_length, smallest=32)
-    train = encode_for_lm(tokenizer, data["train"], cfg.max_length)
-    validation = encode_for_lm(tokenizer, data["validation"][: cfg.max_eval_samples], cfg.max_length)
+    train, validation = rows["train"], rows["validation"]
     val_batches = list(lm_batches(validation, cfg.eval_batch_size, buckets))
     total_steps, epochs = _steps(cfg, len(train["input_ids"]))
     setup = setup_run(
@@ -218,6 +252,28 @@ def write_predictions(out: Path, examples: list[NLGExample], texts: list[str]) -
     (out / "predictions.txt").write_text("".join(text + "\n" for text in texts))
 
 
+def _load_tokenizer(cfg: NLGConfig) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(cfg.model)
+    except (OSError, ValueError) as error:
+        raise InputError(f"the tokenizer of model {cfg.model} does not load: {one_line(error)}") from None
+
+
+def _load_model(cfg: NLGConfig) -> tuple[Any, Plan]:
+    """The model and its plan, checked against the method's ranks."""
+    from transformers import FlaxGPT2LMHeadModel
+
+    try:
+        model = FlaxGPT2LMHeadModel.from_pretrained(cfg.model, seed=cfg.seed)
+    except (OSError, ValueError) as error:  # a missing, truncated or corrupt weights file
+        raise InputError(f"the weights of model {cfg.model} do not load: {one_line(error)}") from None
+    plan = make_plan(model.params, rules_for("gpt2"))
+    check_ranks(cfg, plan)
+    return model, plan
+
+
 def run(cfg: NLGConfig, hub_ok: Callable[[], bool] | None = None) -> dict[str, Any]:
     """The whole experiment; returns what it writes to ``results.json``."""
     check_config(cfg, cfg.num_devices or jax.local_device_count())
@@ -225,34 +281,34 @@ def run(cfg: NLGConfig, hub_ok: Callable[[], bool] | None = None) -> dict[str, A
     split, examples = generation_inputs(cfg, data)
     _check_model(cfg, hub_ok)
     cfg = _fit_to_run_and_model(cfg, _steps(cfg, sum(len(e.references) for e in data["train"]))[0])
+    tokenizer = _load_tokenizer(cfg)
+    rows = encode_rows(cfg, tokenizer, data)  # before the weights: rows without a target are an error
     resolved = {**dataclasses.asdict(cfg), "data_used": data_name, "generate_split_used": split}
     with RunFolder.open(Path(cfg.output_dir), resolved, cfg.overwrite) as folder:
         if folder.results is not None:  # finished earlier: nothing to redo
             return folder.results
-        return _train_and_report(cfg, data, data_name, (split, examples), folder)
+        return _train_and_report(cfg, tokenizer, rows, (data_name, split, examples), folder)
 
 
 def _train_and_report(
     cfg: NLGConfig,
-    data: dict[str, list[NLGExample]],
-    data_name: str,
-    generation: tuple[str, list[NLGExample]],
+    tokenizer: Any,
+    rows: dict[str, dict[str, Any]],
+    generation: tuple[str, str, list[NLGExample]],
     folder: RunFolder,
 ) -> dict[str, Any]:
-    """Loads the model, trains, exports, generates, scores, and writes ``results.json`` (last) into ``folder``."""
-    from transformers import AutoTokenizer, FlaxGPT2LMHeadModel
-
-    tokenizer = AutoTokenizer.from_pretrained(cfg.model)
-    model = FlaxGPT2LMHeadModel.from_pretrained(cfg.model, seed=cfg.seed)
+    """Loads the model, trains, exports, generates for ``generation`` (data name, split, examples), scores,
+    and writes ``results.json`` (last) into ``folder``."""
+    data_name, split, examples = generation
+    model, plan = _load_model(cfg)
     mesh = make_mesh(jax.local_devices()[: cfg.num_devices])
     try:
-        summary, params = fit(cfg, model, tokenizer, data, mesh, folder)
+        summary, params = fit(cfg, model, plan, tokenizer, rows, mesh, folder)
     except Diverged as error:
         header = {"task": cfg.task, "model": cfg.model, "data": data_name, "method": cfg.method}
         write_json(folder.path / "results.json", {**header, "status": "diverged", "diverged": error.record})
         raise
 
-    split, examples = generation
     start = time.perf_counter()
     texts = generate(cfg, model, params, tokenizer, examples, mesh)
     generation_s = time.perf_counter() - start

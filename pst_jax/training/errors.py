@@ -5,6 +5,16 @@ class InputError(ValueError):
     """Bad input found before training: the launcher prints it as one line, without a traceback."""
 
 
+def one_line(error: BaseException | str) -> str:
+    """``error``'s text on one line (a library's message may span several), for an :class:`InputError`.
+
+    Example:
+      >>> one_line(OSError("no file named flax_model.msgpack\\n  in folder x"))
+      'no file named flax_model.msgpack in folder x'
+    """
+    return " ".join(str(error).split())
+
+
 class Diverged(RuntimeError):
     """Training produced a non-finite loss or gradient norm; the run stops and reports no metric as a result.
 

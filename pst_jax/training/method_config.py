@@ -1,14 +1,17 @@
 """The settings every experiment shares: which method, its ranks and its sparsity schedule.
 
 :class:`MethodConfig` is the base of :class:`~pst_jax.glue.config.GlueConfig` and
-:class:`~pst_jax.nlg.config.NLGConfig`; :func:`check_method_config` checks it before anything is loaded, and
+:class:`~pst_jax.nlg.config.NLGConfig`; :func:`check_run_settings` checks it (and the seed, devices and output
+folder every task has) before anything is loaded, :func:`check_ranks` its ranks against the model's matrices, and
 :func:`build_method` and :func:`sparsity_schedule` turn it into the method and the schedule a run trains with;
 :func:`parameter_report` is what ``results.json`` says about the run's parameters.
 """
 
 import dataclasses
 import math
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -22,6 +25,11 @@ from pst_jax.methods.registry import METHOD_NAMES, make_method, trainable_parame
 from pst_jax.training import profiling
 from pst_jax.training.errors import InputError
 from pst_jax.training.settings import setting
+
+#: The seeds both NumPy's generator and JAX's keys take.
+MAX_SEED = 2**32 - 1
+#: The ranks each method uses (the others use none).
+METHOD_RANKS: dict[str, tuple[str, ...]] = {"pst": ("weight_rank", "mask_rank"), "lora": ("weight_rank",)}
 
 
 @dataclasses.dataclass
@@ -98,6 +106,43 @@ def check_run_settings(cfg: MethodConfig) -> None:
     devices = getattr(cfg, "num_devices", None)
     if devices is not None and not 1 <= devices <= jax.local_device_count():
         raise InputError(f"--num_devices must be in [1, {jax.local_device_count()}], got {devices}")
+    seed = getattr(cfg, "seed", None)
+    if seed is not None and not 0 <= seed <= MAX_SEED:
+        raise InputError(f"--seed must be in [0, {MAX_SEED}], got {seed}")
+    if getattr(cfg, "output_dir", None) is not None:
+        check_output_dir(cfg.output_dir)
+
+
+def check_output_dir(output_dir: str | Path) -> None:
+    """An :class:`InputError` unless ``output_dir`` is, or can be made, a writable folder; it creates nothing.
+
+    Checked before any weights load, so a run never fails at its first write (``--output_dir FILE/run``).
+    """
+    path = Path(output_dir).expanduser()
+    existing = next((p for p in (path, *path.parents) if p.exists()), Path("."))
+    if not existing.is_dir():
+        what = "is a file" if existing == path else f"lies under {existing}, which is a file"
+        raise InputError(f"--output_dir {output_dir} {what}, not a folder; give a folder (new or existing)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"--output_dir {output_dir}: {existing} is not writable; give a folder you can write")
+
+
+def check_ranks(cfg: MethodConfig, plan: Plan) -> None:
+    """An :class:`InputError` where a rank the method uses exceeds a sparsified matrix's smaller dimension.
+
+    A rank-``r`` factor of a ``(d_in, d_out)`` matrix with ``r > min(d_in, d_out)`` adds parameters but no rank.
+    """
+    if not plan.matrices:
+        return
+    limit = min(min(m.d_in, m.d_out) for m in plan.matrices)
+    for name in METHOD_RANKS.get(cfg.method, ()):
+        rank = getattr(cfg, name)
+        if rank > limit:
+            m = next(m for m in plan.matrices if min(m.d_in, m.d_out) < rank)
+            raise InputError(
+                f"--{name} {rank} exceeds the smaller dimension of the sparsified matrix {m.name} ({m.d_in} x "
+                f"{m.d_out}); give at most {limit}"
+            )
 
 
 def build_method(cfg: MethodConfig, plan: Plan) -> Method:

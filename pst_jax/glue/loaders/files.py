@@ -9,6 +9,7 @@ from typing import Any
 
 from datasets import DatasetDict
 
+from pst_jax.data.text_files import utf8_errors
 from pst_jax.glue.loaders.columns import Columns, missing_column, parse_label, to_dataset
 from pst_jax.glue.tasks import GlueTask
 
@@ -60,7 +61,8 @@ def read_file(task: GlueTask, path: Path) -> Columns:
     MNLI, QNLI and RTE, label names; STS-B labels are numbers.
 
     Raises:
-      ValueError: for a missing column or text, an empty file or an unknown label.
+      ValueError: for a missing column or text, an empty file or an unknown label (and ``UnicodeDecodeError``
+        for a file that is not UTF-8; :func:`load_files` names its line).
 
     Example:
       >>> from pst_jax.glue.tasks import TASKS
@@ -126,4 +128,9 @@ def load_files(task: GlueTask, train_file: str, validation_file: str | list[str]
             raise ValueError(f"unsupported {split} file {str(path)!r}; use one of {', '.join(FILE_EXTENSIONS)}")
         if not path.is_file():
             raise ValueError(f"{split} file {str(path)!r} does not exist")
-    return DatasetDict({split: to_dataset(task, read_file(task, path)) for split, path in paths.items()})
+    return DatasetDict({split: to_dataset(task, _read_utf8(task, path)) for split, path in paths.items()})
+
+
+def _read_utf8(task: GlueTask, path: Path) -> Columns:
+    with utf8_errors(path):  # a file that is not UTF-8: name its line
+        return read_file(task, path)

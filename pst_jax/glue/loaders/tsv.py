@@ -5,6 +5,7 @@ from pathlib import Path
 
 from datasets import DatasetDict
 
+from pst_jax.data.text_files import utf8_errors
 from pst_jax.glue.loaders.columns import Columns, missing_column, parse_label, to_dataset
 from pst_jax.glue.tasks import GlueTask
 
@@ -70,7 +71,8 @@ def read_glue_tsv(task: GlueTask, path: Path) -> Columns:
     (MRPC) is skipped and blank lines are ignored.
 
     Raises:
-      ValueError: for a missing column, a row with too few fields or an unknown label.
+      ValueError: for a missing column, a row with too few fields, an unknown label, no rows, or a byte that is
+        not UTF-8 (naming its line).
 
     Example:
       >>> from pst_jax.glue.tasks import TASKS
@@ -80,7 +82,7 @@ def read_glue_tsv(task: GlueTask, path: Path) -> Columns:
     source = GLUE_COLUMNS[task.name]
     keys = [*task.text_keys, "label"]
     columns: Columns = {key: [] for key in keys}
-    with open(path, encoding="utf-8-sig", newline="") as file:
+    with utf8_errors(path), open(path, encoding="utf-8-sig", newline="") as file:
         reader = csv.reader(file, delimiter="\t", quoting=csv.QUOTE_NONE)
         if isinstance(source[0], str):
             found = [name.strip() for name in next(reader, [])]
@@ -102,6 +104,8 @@ def read_glue_tsv(task: GlueTask, path: Path) -> Columns:
             for key, index in zip(keys[:-1], indices[:-1], strict=True):
                 columns[key].append(row[index])
             columns["label"].append(parse_label(task, row[indices[-1]], f"{path} line {reader.line_num}"))
+    if not columns["label"]:
+        raise ValueError(f"no rows in {path}; give the task's original GLUE file")
     return columns
 
 
