@@ -121,9 +121,14 @@ def test_every_method_trains_and_exports(method, tiny_model, tmp_path):
 
 
 def test_eight_devices_match_one(tiny_model, tmp_path):
+    """8 devices as a 4 x 2 grid (weights sharded in halves over fsdp) train like 1 device."""
     one = run(smoke_config("sst2", tiny_model, tmp_path / "one", max_steps=3), hub_ok=NEVER)
-    eight = run(smoke_config("sst2", tiny_model, tmp_path / "eight", max_steps=3, num_devices=8), hub_ok=NEVER)
+    eight_config = smoke_config(
+        "sst2", tiny_model, tmp_path / "eight", max_steps=3, num_devices=8, mesh="data=4,fsdp=2"
+    )
+    eight = run(eight_config, hub_ok=NEVER)
     assert eight["devices"].startswith("8 x") and one["devices"].startswith("1 x")
+    assert json.loads((tmp_path / "eight" / "config.json").read_text())["mesh"] == "data=4,fsdp=2"
     assert eight["best"]["validation"] == pytest.approx(one["best"]["validation"], abs=1e-6)
     np.testing.assert_allclose(eight["best"]["train_loss"], one["best"]["train_loss"], rtol=1e-5)
 

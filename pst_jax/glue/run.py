@@ -31,10 +31,10 @@ from pst_jax.glue.tasks import GlueTask, compute_metrics, get_task, majority_bas
 from pst_jax.methods.base import export_model
 from pst_jax.training.errors import Diverged, InputError, one_line
 from pst_jax.training.losses import classification_loss
-from pst_jax.training.method_config import check_ranks, parameter_report
+from pst_jax.training.method_config import check_ranks, parameter_report, run_mesh
 from pst_jax.training.run import Evaluation, RunSetup, Schedule, Selection, setup_run, train_epochs
 from pst_jax.training.run_folder import RunFolder, write_json
-from pst_jax.training.sharding import make_mesh, shard_batch
+from pst_jax.training.sharding import shard_batch
 
 logger = logging.getLogger("pst_jax")
 
@@ -69,7 +69,7 @@ def fit(
     cfg: GlueConfig, task: GlueTask, model: Any, plan: Plan, tokenizer: Any, data: Any, folder: RunFolder
 ) -> dict[str, Any]:
     """Trains (or resumes), evaluates after every epoch, keeps the best evaluation at target sparsity, exports it."""
-    mesh = make_mesh(jax.local_devices()[: cfg.num_devices])
+    mesh = run_mesh(cfg)
     buckets = length_buckets(cfg.max_length, smallest=32)
     train = encode_split(tokenizer, data["train"], task, cfg.max_length)
     evals = {split: encode_split(tokenizer, data[split], task, cfg.max_length) for split in task.eval_splits}
@@ -102,6 +102,7 @@ def fit(
         "epochs": epochs,
         "wall_time_s": trained.wall_time_s,
         "devices": f"{mesh.devices.size} x {jax.devices()[0].device_kind}",
+        "mesh": dict(mesh.shape),
         "selection": selection,
         "best": best,
         "final": trained.records[-1],

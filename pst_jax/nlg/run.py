@@ -46,10 +46,10 @@ from pst_jax.nlg.metrics import lora_postprocess, score
 from pst_jax.nlg.rows import encode_for_lm, lm_batches, prompt_batches, rows_without_target
 from pst_jax.training.errors import Diverged, InputError, one_line
 from pst_jax.training.losses import causal_lm_loss
-from pst_jax.training.method_config import check_ranks, parameter_report
+from pst_jax.training.method_config import check_ranks, parameter_report, run_mesh
 from pst_jax.training.run import Evaluation, RunSetup, Schedule, setup_run, train_epochs
 from pst_jax.training.run_folder import RunFolder, write_json
-from pst_jax.training.sharding import make_mesh, replicate, shard_batch
+from pst_jax.training.sharding import replicate, shard_batch
 
 logger = logging.getLogger("pst_jax")
 
@@ -192,6 +192,7 @@ def fit(
         "epochs": epochs,
         "wall_time_s": trained.wall_time_s,
         "devices": f"{mesh.devices.size} x {jax.devices()[0].device_kind}",
+        "mesh": dict(mesh.shape),
         "initial_validation_loss": initial_loss,
         "final": trained.records[-1],
         "target_sparsity": setup.target,
@@ -301,7 +302,7 @@ def _train_and_report(
     and writes ``results.json`` (last) into ``folder``."""
     data_name, split, examples = generation
     model, plan = _load_model(cfg)
-    mesh = make_mesh(jax.local_devices()[: cfg.num_devices])
+    mesh = run_mesh(cfg)
     try:
         summary, params = fit(cfg, model, plan, tokenizer, rows, mesh, folder)
     except Diverged as error:

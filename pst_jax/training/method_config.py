@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+from jax.sharding import Mesh
 
 from pst_jax.core.config import PSTConfig
 from pst_jax.core.rules import Plan
@@ -25,6 +26,7 @@ from pst_jax.methods.registry import METHOD_NAMES, make_method, trainable_parame
 from pst_jax.training import profiling
 from pst_jax.training.errors import InputError
 from pst_jax.training.settings import setting
+from pst_jax.training.sharding import mesh_from_flag
 
 #: The seeds both NumPy's generator and JAX's keys take.
 MAX_SEED = 2**32 - 1
@@ -51,6 +53,9 @@ class MethodConfig:
     )
     train_head: bool = setting(
         True, "train only the PST factors, as the reference code", flag="freeze_head", invert=True
+    )
+    mesh: str | None = setting(
+        None, "data=D,fsdp=F: devices split as a D x F grid; weights sharded over fsdp (default: data = all, fsdp=1)"
     )
     scores_learning_rate: float | None = setting(
         None, "movement pruning's scores (reference: 1e-2); default --learning_rate"
@@ -106,6 +111,10 @@ def check_run_settings(cfg: MethodConfig) -> None:
     devices = getattr(cfg, "num_devices", None)
     if devices is not None and not 1 <= devices <= jax.local_device_count():
         raise InputError(f"--num_devices must be in [1, {jax.local_device_count()}], got {devices}")
+    try:
+        run_mesh(cfg)
+    except ValueError as error:
+        raise InputError(str(error)) from None
     seed = getattr(cfg, "seed", None)
     if seed is not None and not 0 <= seed <= MAX_SEED:
         raise InputError(f"--seed must be in [0, {MAX_SEED}], got {seed}")
@@ -143,6 +152,11 @@ def check_ranks(cfg: MethodConfig, plan: Plan) -> None:
                 f"--{name} {rank} exceeds the smaller dimension of the sparsified matrix {m.name} ({m.d_in} x "
                 f"{m.d_out}); give at most {limit}"
             )
+
+
+def run_mesh(cfg: MethodConfig) -> Mesh:
+    """The mesh of ``--mesh`` over the first ``--num_devices`` local devices (all of them by default)."""
+    return mesh_from_flag(cfg.mesh, jax.local_devices()[: getattr(cfg, "num_devices", None)])
 
 
 def build_method(cfg: MethodConfig, plan: Plan) -> Method:

@@ -126,7 +126,8 @@ def setup_run(
     )
     lr_at = learning_rate_schedule(learning_rate, total_steps, warmup_steps)
     state, frozen = init_train_state(jax.random.key(cfg.seed), params, method, optimizer, mesh)
-    train_step = jit_train_step(make_train_step(loss_fn, method, optimizer), mesh)
+    shardings = jax.tree.map(lambda x: x.sharding, state)
+    train_step = jit_train_step(make_train_step(loss_fn, method, optimizer), mesh, shardings)
     eval_step = jit_eval_step(make_eval_step(eval_loss_fn or loss_fn, method))
     return RunSetup(method, schedule, target, lr_at, state, frozen, train_step, eval_step, mesh, total_steps)
 

@@ -35,7 +35,7 @@ MODEL = "sparse_model"
 # What the experiments write into a run folder: --overwrite removes these (the model only when replaced).
 OUTPUTS = ("config.json", "metrics.jsonl", "results.json", "checkpoints", "predictions.jsonl", "predictions.txt")
 # Settings that do not change a run's result: a resumed run may give other values.
-NOT_COMPARED = frozenset({"output_dir", "overwrite", "checkpoint_every_steps"})
+NOT_COMPARED = frozenset({"output_dir", "overwrite", "checkpoint_every_steps", "mesh"})
 
 
 @dataclasses.dataclass

@@ -28,7 +28,7 @@ from jax.sharding import Mesh
 from pst_jax.core.pst import check_sparsity
 from pst_jax.core.types import Array, Batch, FlatParams, LossFn, Params
 from pst_jax.methods.base import Method
-from pst_jax.training.sharding import replicate, replicated
+from pst_jax.training.sharding import param_shardings, replicated
 
 
 class TrainState(NamedTuple):
@@ -49,8 +49,10 @@ def init_train_state(
 ) -> tuple[TrainState, FlatParams]:
     """The method's trainable groups, their optimizer state and a dropout key; returns ``(state, frozen)``.
 
-    With a ``mesh`` both are replicated over it (the state is created in place from its
-    ``jax.eval_shape``, never gathered on one device first).
+    With a ``mesh`` both are sharded over its ``fsdp`` axis by
+    :func:`~pst_jax.training.sharding.param_shardings` (replicated when ``fsdp=1``); the params are placed
+    shard by shard and the state is created in place from its ``jax.eval_shape``, never gathered on one
+    device first.
     """
     init_key, dropout_key = jax.random.split(key)
 
@@ -61,8 +63,9 @@ def init_train_state(
 
     if mesh is None:
         return jax.jit(init)(params)
-    shardings = jax.tree.map(lambda _: replicated(mesh), jax.eval_shape(init, params))
-    return jax.jit(init, out_shardings=shardings)(replicate(params, mesh))
+    shardings = param_shardings(jax.eval_shape(init, params), mesh)
+    params = jax.device_put(params, param_shardings(params, mesh))  # each device gets its shards only
+    return jax.jit(init, out_shardings=shardings)(params)
 
 
 def make_train_step(
@@ -123,9 +126,12 @@ def _with_float_sparsity(compiled: Callable) -> Callable:
     return call
 
 
-def jit_train_step(train_step: Callable, mesh: Mesh | None = None) -> Callable:
-    """Jits a train step, donating the state; on a ``mesh`` the new state stays replicated."""
-    out_shardings = None if mesh is None else replicated(mesh)
+def jit_train_step(train_step: Callable, mesh: Mesh | None = None, state_shardings: Any = None) -> Callable:
+    """Jits a train step, donating the state; on a ``mesh`` the new state keeps ``state_shardings`` (default:
+    replicated) and the metrics are replicated."""
+    if mesh is None:
+        return _with_float_sparsity(jax.jit(train_step, donate_argnums=0))
+    out_shardings = (replicated(mesh) if state_shardings is None else state_shardings, replicated(mesh))
     return _with_float_sparsity(jax.jit(train_step, donate_argnums=0, out_shardings=out_shardings))
 
 
