@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pst_jax.training.errors import Diverged, InputError, Interrupted
+from pst_jax.training.processes import initialize, is_writer
 
 
 def launch(
@@ -19,6 +20,7 @@ def launch(
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # outside training: stop where it is
     try:
+        initialize(config)  # the other processes of a multi-process run, before jax is asked for devices
         results = run(config)
     except InputError as error:  # bad input: one line, no traceback
         print(f"error: {error}", file=sys.stderr)
@@ -34,8 +36,9 @@ def launch(
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
-    print(json.dumps(summary(results), indent=2))
-    print(f"outputs in {config.output_dir}")
+    if is_writer():
+        print(json.dumps(summary(results), indent=2))
+        print(f"outputs in {config.output_dir}")
     return 0
 
 

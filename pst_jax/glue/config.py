@@ -13,6 +13,7 @@ from pst_jax.data.hub import check_model_folder, looks_like_path
 from pst_jax.glue.tasks import TASKS, GlueTask, get_task
 from pst_jax.training.errors import InputError
 from pst_jax.training.method_config import MethodConfig, check_run_settings
+from pst_jax.training.processes import ProcessConfig
 from pst_jax.training.run_folder import FolderConfig
 from pst_jax.training.settings import setting
 
@@ -23,7 +24,7 @@ EMBEDDED_RECIPE = {"learning_rate": 5e-4, "epochs": 1, "max_length": 64}
 
 
 @dataclasses.dataclass
-class GlueConfig(FolderConfig, MethodConfig):
+class GlueConfig(ProcessConfig, FolderConfig, MethodConfig):
     """Every setting of a GLUE run; ``None`` means "the recipe's default" (resolved before training)."""
 
     task: str = setting("sst2", f"one of {', '.join(TASKS)}")

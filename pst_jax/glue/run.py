@@ -33,8 +33,8 @@ from pst_jax.training.errors import Diverged, InputError, one_line
 from pst_jax.training.losses import classification_loss
 from pst_jax.training.method_config import check_ranks, parameter_report, run_mesh
 from pst_jax.training.run import Evaluation, RunSetup, Schedule, Selection, setup_run, train_epochs
-from pst_jax.training.run_folder import RunFolder, write_json
-from pst_jax.training.sharding import shard_batch
+from pst_jax.training.run_folder import RunFolder
+from pst_jax.training.sharding import shard_batch, to_host
 
 logger = logging.getLogger("pst_jax")
 
@@ -61,7 +61,7 @@ def predict(
     outputs = []
     for batch in batches(data, batch_size, buckets):
         _, aux = eval_step(trainable, frozen, shard_batch(batch, mesh), sparsity)
-        outputs.append(np.asarray(aux["logits"])[batch["weights"] > 0])
+        outputs.append(to_host(aux["logits"])[batch["weights"] > 0])
     return np.concatenate(outputs)
 
 
@@ -95,7 +95,7 @@ def fit(
         selected,
     )
     best, best_trainable, selection = selected.result(trained)
-    params = export_model(best_trainable, setup.frozen, best["sparsity"], setup.method)
+    params = export_model(best_trainable, to_host(setup.frozen), best["sparsity"], setup.method)
     folder.export(lambda path: (model.save_pretrained(path, params=params), tokenizer.save_pretrained(path)))
     return {
         "steps": trained.records[-1]["step"],
@@ -201,7 +201,7 @@ def load_model(cfg: GlueConfig, task: GlueTask, sources: Any) -> tuple[Any, Plan
 
 def run(cfg: GlueConfig, hub_ok: Callable[[], bool] | None = None) -> dict[str, Any]:
     """The whole experiment; returns what it writes to ``results.json``."""
-    task = check_config(cfg, cfg.num_devices or jax.local_device_count())
+    task = check_config(cfg, cfg.num_devices or jax.device_count())
     sources = resolve_sources(cfg, task, hub_ok)
     sources.data = limit_eval(sources.data, task, cfg.max_eval_samples)
     explicit_length = cfg.max_length is not None
@@ -223,7 +223,7 @@ def _train_and_report(
     try:
         summary = fit(cfg, task, model, plan, tokenizer, sources.data, folder)
     except Diverged as error:
-        write_json(folder.path / "results.json", {**header, "status": "diverged", "diverged": error.record})
+        folder.write_json("results.json", {**header, "status": "diverged", "diverged": error.record})
         raise
     train_labels = np.asarray(sources.data["train"]["label"])
     eval_labels = np.asarray(sources.data[task.eval_splits[0]]["label"])
@@ -239,5 +239,5 @@ def _train_and_report(
         **summary,
     }
     results["status"] = "finished"
-    write_json(folder.path / "results.json", results)
+    folder.write_json("results.json", results)
     return results

@@ -135,7 +135,7 @@ def sweep(
         raise InputError(f"a learning rate is given for {unknown[0]!r}, which is not in --methods")
     configs = [cell_config(base, cell, out, learning_rates) for cell in cells]
     for cfg in configs:
-        check_config(cfg, cfg.num_devices or jax.local_device_count())
+        check_config(cfg, cfg.num_devices or jax.device_count())
     out.mkdir(parents=True, exist_ok=True)
     for i, (cell, cfg) in enumerate(zip(cells, configs, strict=True), 1):
         if is_finished(cfg):

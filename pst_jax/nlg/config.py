@@ -8,6 +8,7 @@ from pst_jax.nlg.data import TASKS
 from pst_jax.nlg.metrics import METRICS
 from pst_jax.training.errors import InputError
 from pst_jax.training.method_config import MethodConfig, check_run_settings
+from pst_jax.training.processes import ProcessConfig
 from pst_jax.training.run_folder import FolderConfig
 from pst_jax.training.settings import setting
 
@@ -23,7 +24,7 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {
 
 
 @dataclasses.dataclass
-class NLGConfig(FolderConfig, MethodConfig):
+class NLGConfig(ProcessConfig, FolderConfig, MethodConfig):
     """Every setting of a data-to-text run; the defaults are the paper's recipe."""
 
     task: str = setting("e2e", f"one of {', '.join(TASKS)}")

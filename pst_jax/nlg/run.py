@@ -47,9 +47,10 @@ from pst_jax.nlg.rows import encode_for_lm, lm_batches, prompt_batches, rows_wit
 from pst_jax.training.errors import Diverged, InputError, one_line
 from pst_jax.training.losses import causal_lm_loss
 from pst_jax.training.method_config import check_ranks, parameter_report, run_mesh
+from pst_jax.training.processes import is_writer
 from pst_jax.training.run import Evaluation, RunSetup, Schedule, setup_run, train_epochs
-from pst_jax.training.run_folder import RunFolder, write_json
-from pst_jax.training.sharding import replicate, shard_batch
+from pst_jax.training.run_folder import RunFolder
+from pst_jax.training.sharding import replicate, shard_batch, to_host
 
 logger = logging.getLogger("pst_jax")
 
@@ -108,10 +109,12 @@ def _steps(cfg: NLGConfig, train_rows: int) -> tuple[int, int]:
 def validation_loss(setup: RunSetup, trainable: Any, batches: list, sparsity: float) -> float:
     """Mean cross-entropy per target token (no label smoothing) over the validation batches."""
     sums = []  # device scalars: read once at the end, so batches are dispatched without waiting
-    for batch in tqdm(batches, desc="validation loss", unit="batch", leave=False, dynamic_ncols=True):
+    for batch in tqdm(
+        batches, desc="validation loss", unit="batch", leave=False, dynamic_ncols=True, disable=not is_writer()
+    ):
         loss, aux = setup.eval_step(trainable, setup.frozen, shard_batch(batch, setup.mesh), sparsity)
         sums.append((loss * aux["tokens"], aux["tokens"]))
-    total, tokens = np.asarray(jax.device_get(sums), np.float64).sum(axis=0)
+    total, tokens = np.asarray(to_host(sums), np.float64).sum(axis=0)
     return float(total / max(tokens, 1.0))
 
 
@@ -185,7 +188,7 @@ def fit(
         f"{cfg.task} {cfg.method}",
     )
     step = trained.records[-1]["step"]
-    params = export_model(trained.state.trainable, setup.frozen, setup.schedule(step), setup.method)
+    params = export_model(to_host(trained.state.trainable), to_host(setup.frozen), setup.schedule(step), setup.method)
     folder.export(lambda path: (model.save_pretrained(path, params=params), tokenizer.save_pretrained(path)))
     summary = {
         "steps": step,
@@ -229,9 +232,11 @@ def generate(
     texts = []
     batches = prompt_batches(tokenizer, [e.source for e in examples], cfg.generate_batch_size, prompt_length, buckets)
     total = math.ceil(len(examples) / cfg.generate_batch_size)
-    for batch, real in tqdm(batches, total=total, desc=f"beam search ({cfg.num_beams} beams)", unit="batch"):
+    for batch, real in tqdm(
+        batches, total=total, desc=f"beam search ({cfg.num_beams} beams)", unit="batch", disable=not is_writer()
+    ):
         sharded = shard_batch(batch, mesh)
-        tokens = np.asarray(run(params, sharded["input_ids"], sharded["attention_mask"]))[:real]
+        tokens = to_host(run(params, sharded["input_ids"], sharded["attention_mask"]))[:real]
         texts.extend(lora_postprocess(text) for text in decode_rows(tokenizer, tokens, tokenizer.eos_token_id))
     return texts
 
@@ -277,7 +282,7 @@ def _load_model(cfg: NLGConfig) -> tuple[Any, Plan]:
 
 def run(cfg: NLGConfig, hub_ok: Callable[[], bool] | None = None) -> dict[str, Any]:
     """The whole experiment; returns what it writes to ``results.json``."""
-    check_config(cfg, cfg.num_devices or jax.local_device_count())
+    check_config(cfg, cfg.num_devices or jax.device_count())
     data, data_name = load_data(cfg, hub_ok)
     split, examples = generation_inputs(cfg, data)
     _check_model(cfg, hub_ok)
@@ -307,13 +312,14 @@ def _train_and_report(
         summary, params = fit(cfg, model, plan, tokenizer, rows, mesh, folder)
     except Diverged as error:
         header = {"task": cfg.task, "model": cfg.model, "data": data_name, "method": cfg.method}
-        write_json(folder.path / "results.json", {**header, "status": "diverged", "diverged": error.record})
+        folder.write_json("results.json", {**header, "status": "diverged", "diverged": error.record})
         raise
 
     start = time.perf_counter()
     texts = generate(cfg, model, params, tokenizer, examples, mesh)
     generation_s = time.perf_counter() - start
-    write_predictions(folder.path, examples, texts)
+    if folder.writer:
+        write_predictions(folder.path, examples, texts)
     metrics = cfg.metrics or TASK_METRICS[cfg.task]
     scores = score(texts, [e.references for e in examples], metrics, lowercase=cfg.task == "e2e")
 
@@ -337,5 +343,5 @@ def _train_and_report(
         "metrics": scores,
     }
     results["status"] = "finished"
-    write_json(folder.path / "results.json", results)
+    folder.write_json("results.json", results)
     return results

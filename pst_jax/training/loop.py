@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 from pst_jax.training.checkpoint import Progress
 from pst_jax.training.errors import Diverged
 from pst_jax.training.interrupts import StopRequests
+from pst_jax.training.processes import is_writer
 from pst_jax.training.profiling import StepTimer
 from pst_jax.training.sharding import shard_batch
 from pst_jax.training.step import TrainState
@@ -55,7 +56,14 @@ class TrainLoop:
         self.last_finite: tuple[int, float] | None = None  # (step, loss) of the last finite step
         self._done = 0.0  # when the last step finished (or, before an epoch's first, when it was dispatched)
         self.timer = StepTimer()
-        self.bar = tqdm(total=total_steps, initial=progress.step, desc=description, unit="step", dynamic_ncols=True)
+        self.bar = tqdm(
+            total=total_steps,
+            initial=progress.step,
+            desc=description,
+            unit="step",
+            dynamic_ncols=True,
+            disable=not is_writer(),  # one bar for a multi-process run
+        )
 
     def __enter__(self) -> "TrainLoop":
         return self
@@ -67,6 +75,11 @@ class TrainLoop:
     def step(self) -> int:
         """Steps taken so far (restored ones included)."""
         return self.progress.step
+
+    @property
+    def local_device(self) -> jax.Device:
+        """This process's first device of the mesh (whose memory the cost record reports)."""
+        return next(d for d in self.mesh.devices.flat if d.process_index == jax.process_index())
 
     @property
     def sparsity(self) -> float:
@@ -141,10 +154,11 @@ class TrainLoop:
         widest batch (the jit cache holds it, so nothing recompiles); step times and memory are ``None`` when
         this process took no step (a run resumed after its last one)."""
         if self.timer.largest is None:  # resumed after the last step: nothing was measured in this process
-            return self.timer.cost(None, self.mesh.devices.flat[0])
+            return self.timer.cost(None, self.local_device)
         compiled = self.train_step.jitted.lower(state, self.frozen, self.timer.largest[1], np.float32(sparsity))
-        return self.timer.cost(compiled.compile(), self.mesh.devices.flat[0])
+        return self.timer.cost(compiled.compile(), self.local_device)
 
     def write(self, line: str) -> None:
-        """Prints ``line`` above the progress bar."""
-        self.bar.write(line)
+        """Prints ``line`` above the progress bar (process 0 only)."""
+        if is_writer():
+            self.bar.write(line)

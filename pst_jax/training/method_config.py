@@ -155,7 +155,10 @@ def check_ranks(cfg: MethodConfig, plan: Plan) -> None:
 
 
 def run_mesh(cfg: MethodConfig) -> Mesh:
-    """The mesh of ``--mesh`` over the first ``--num_devices`` local devices (all of them by default)."""
+    """The mesh of ``--mesh`` over the first ``--num_devices`` local devices (all of them by default; every
+    device of every process in a multi-process run)."""
+    if jax.process_count() > 1:  # every device of every process
+        return mesh_from_flag(cfg.mesh, jax.devices())
     return mesh_from_flag(cfg.mesh, jax.local_devices()[: getattr(cfg, "num_devices", None)])
 
 

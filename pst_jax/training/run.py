@@ -10,6 +10,7 @@ frozen weights, jitted train and eval steps); :func:`train_epochs` runs the epoc
 import itertools
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
@@ -28,6 +29,7 @@ from pst_jax.training.loop import TrainLoop
 from pst_jax.training.method_config import MethodConfig, build_method, sparsity_schedule
 from pst_jax.training.optim import learning_rate_schedule, make_optimizer
 from pst_jax.training.run_folder import RunFolder, write_lines
+from pst_jax.training.sharding import to_host
 from pst_jax.training.step import (
     TrainState,
     init_train_state,
@@ -85,13 +87,13 @@ class Selection:
     def keep(self, record: dict[str, Any], state: TrainState) -> None:
         """Keeps ``record`` (and its trainable params) if it is the best at target sparsity so far."""
         if record["at_target_sparsity"] and (self.best is None or self.score(record) > self.score(self.best)):
-            self.best, self.trainable = record, jax.device_get(state.trainable)
+            self.best, self.trainable = record, to_host(state.trainable)
 
     def result(self, trained: Trained) -> tuple[dict[str, Any], Any, str]:
         """``(record, trainable, how it was selected)``; the last evaluation when none was at target sparsity
         (e.g. ``--final_warmup 0`` with a run cut short)."""
         if self.best is None:
-            return trained.records[-1], jax.device_get(trained.state.trainable), "last evaluation"
+            return trained.records[-1], to_host(trained.state.trainable), "last evaluation"
         return self.best, self.trainable, "best evaluation at target sparsity"
 
 
@@ -172,13 +174,14 @@ def train_epochs(
     checkpoints = Checkpoints(folder.checkpoints)
     state, progress, shuffle = _resume(setup, checkpoints, selection, schedule.seed)
     log_path = folder.path / "metrics.jsonl"
-    write_lines(log_path, progress.records)  # the records of the resumed steps; later ones are appended
+    if folder.writer:
+        write_lines(log_path, progress.records)  # the records of the resumed steps; later ones are appended
 
     def save(state: TrainState) -> None:
         checkpoints.save(state, progress, selection.trainable if selection else None)
 
     start = time.perf_counter()
-    with StopRequests() as stop, open(log_path, "a") as log:
+    with StopRequests() as stop, open(log_path if folder.writer else os.devnull, "a") as log:
         loop = TrainLoop(
             setup.train_step, setup.frozen, setup.mesh, setup.schedule, setup.lr_at, setup.total_steps,
             description, progress, save, schedule.checkpoint_every, stop,

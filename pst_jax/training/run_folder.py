@@ -26,7 +26,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+
 from pst_jax.training.errors import InputError
+from pst_jax.training.processes import is_writer
 from pst_jax.training.settings import setting
 
 logger = logging.getLogger("pst_jax")
@@ -35,7 +40,9 @@ MODEL = "sparse_model"
 # What the experiments write into a run folder: --overwrite removes these (the model only when replaced).
 OUTPUTS = ("config.json", "metrics.jsonl", "results.json", "checkpoints", "predictions.jsonl", "predictions.txt")
 # Settings that do not change a run's result: a resumed run may give other values.
-NOT_COMPARED = frozenset({"output_dir", "overwrite", "checkpoint_every_steps", "mesh"})
+NOT_COMPARED = frozenset(
+    {"output_dir", "overwrite", "checkpoint_every_steps", "mesh", "coordinator_address", "num_processes", "process_id"}
+)
 
 
 @dataclasses.dataclass
@@ -104,11 +111,13 @@ def _recover_model(out: Path) -> None:
 
 
 class RunFolder:
-    """An opened, locked run folder (see the module docstring); made by :meth:`open`."""
+    """An opened, locked run folder (see the module docstring); made by :meth:`open`. In a multi-process run
+    process 0 holds the lock and writes; the others share its decision and write nothing."""
 
     def __init__(self, path: Path, results: dict[str, Any] | None) -> None:
         self.path = path
         self.results = results  # a finished run's results.json, else None
+        self.writer = is_writer()
 
     @property
     def checkpoints(self) -> Path:
@@ -123,25 +132,43 @@ class RunFolder:
           InputError: the folder is in use, holds a run with other settings (the first one is named), a
             diverged run, or outputs without a ``config.json``; or cannot be created.
         """
+        if not is_writer():
+            yield cls(path, _follow(path))
+            return
         try:
             path.mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError):
+            _agree(_REFUSED)
             raise InputError(f"--output_dir {path} is under a file, or is one; choose a folder") from None
-        fd = _lock(path)
+        fd = None
         try:
+            fd = _lock(path)
             _recover_model(path)
             if overwrite:
                 for name in OUTPUTS:
                     _remove(path / name)
             results = _state(path, config)
+        except InputError:
+            _agree(_REFUSED)
+            raise
+        try:
+            _agree(_RUN if results is None else _FINISHED)
             if results is not None:
                 logger.warning("note: %s holds this run, finished; nothing to redo (--overwrite runs it again)", path)
             yield cls(path, results)
         finally:
             os.close(fd)
 
+    def write_json(self, name: str, obj: Any) -> None:
+        """Writes ``name`` atomically (:func:`write_json`), from process 0 only."""
+        if self.writer:
+            write_json(self.path / name, obj)
+
     def export(self, write: Callable[[Path], None]) -> None:
-        """Calls ``write(folder)`` on a temporary folder, then renames it to ``sparse_model/`` over the old one."""
+        """Calls ``write(folder)`` on a temporary folder, then renames it to ``sparse_model/`` over the old one
+        (process 0 only)."""
+        if not self.writer:
+            return
         model, tmp, old = self.path / MODEL, self.path / (MODEL + ".tmp"), self.path / (MODEL + ".old")
         shutil.rmtree(tmp, ignore_errors=True)
         write(tmp)
@@ -149,6 +176,24 @@ class RunFolder:
             os.replace(model, old)
         os.replace(tmp, model)
         shutil.rmtree(old, ignore_errors=True)
+
+
+_RUN, _FINISHED, _REFUSED = 0, 1, 2
+
+
+def _agree(decision: int | None) -> int:
+    """Process 0's decision about the folder, on every process (a no-op with one process)."""
+    if jax.process_count() == 1:
+        return decision
+    return int(multihost_utils.broadcast_one_to_all(np.int32(-1 if decision is None else decision)))
+
+
+def _follow(path: Path) -> dict[str, Any] | None:
+    """On a process other than 0: process 0's decision (the finished run's results, or ``None`` to train)."""
+    decision = _agree(None)
+    if decision == _REFUSED:
+        raise InputError(f"process 0 refused --output_dir {path}; its error says why")
+    return read_json(path / "results.json") if decision == _FINISHED else None
 
 
 def _remove(path: Path) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -124,22 +125,32 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
 
 
 def shard_batch(batch: dict[str, Any], mesh: Mesh) -> dict[str, jax.Array]:
-    """Splits a host batch (this process's rows) across the devices of ``mesh``.
+    """Places a global host batch on ``mesh``, its rows split over every device: each process (every one
+    holds the same batch) feeds its own devices their rows, so many processes build one global array.
 
-    The global batch size must divide evenly by the number of devices.
+    Raises:
+      ValueError: the batch's rows do not divide evenly over the mesh's devices.
     """
     sharding = data_sharded(mesh)
-    per_process = mesh.devices.size // jax.process_count()
     out = {}
     for name, value in batch.items():
         value = np.asarray(value)
-        if value.shape[0] % per_process:
+        if value.shape[0] % mesh.devices.size:
             raise ValueError(
                 f"batch field {name!r} has {value.shape[0]} rows, not divisible by the "
-                f"{per_process} local devices of the mesh; pick a batch size that is"
+                f"{mesh.devices.size} devices of the mesh; pick a batch size that is"
             )
-        if jax.process_count() == 1:
-            out[name] = jax.device_put(value, sharding)
-        else:
-            out[name] = jax.make_array_from_process_local_data(sharding, value)
+        out[name] = jax.make_array_from_callback(value.shape, sharding, lambda index, value=value: value[index])
     return out
+
+
+def to_host(tree: Any) -> Any:
+    """Every leaf of ``tree`` as a whole NumPy array on this host, gathered from the other processes' devices
+    where it is spread over them (every process gets the same arrays)."""
+
+    def get(leaf: Any) -> np.ndarray:
+        if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+            return np.asarray(multihost_utils.process_allgather(leaf, tiled=True))
+        return np.asarray(jax.device_get(leaf))
+
+    return jax.tree.map(get, tree)
