@@ -1,5 +1,6 @@
 """Tiny Hugging Face Flax models built from configs (no network) and small learnable tasks."""
 
+import jax.numpy as jnp
 import numpy as np
 from transformers import (
     BertConfig,
@@ -23,8 +24,9 @@ _ENCODER = dict(
 )
 
 
-def bert(num_labels: int = 2, seed: int = 0):
-    return FlaxBertForSequenceClassification(BertConfig(**_ENCODER, num_labels=num_labels), seed=seed)
+def bert(num_labels: int = 2, seed: int = 0, dtype=jnp.float32):
+    """``dtype``: the compute dtype (the params are float32 whatever it is)."""
+    return FlaxBertForSequenceClassification(BertConfig(**_ENCODER, num_labels=num_labels), seed=seed, dtype=dtype)
 
 
 def roberta(num_labels: int = 2, seed: int = 0):

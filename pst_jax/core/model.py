@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pst_jax.core.config import PSTConfig
-from pst_jax.core.pst import adapted_kernel, check_sparsity, importance, init_factors
+from pst_jax.core.pst import adapted_kernel, at_least_float32, check_sparsity, importance, init_factors
 from pst_jax.core.rules import Matrix, Plan, flatten, read_matrix, unflatten, write_kernel
 from pst_jax.core.topk import topk_masks
 from pst_jax.core.types import Array, Factors, Masks, Params
@@ -60,8 +60,8 @@ def map_matrices(params: Params, plan: Plan, fn: Callable[[Matrix, Array], Array
 class MaskedMatrices(NamedTuple):
     """What :func:`masked_matrices` returns, both keyed by matrix name."""
 
-    weights: dict[str, Array]  # M * W
-    masks: dict[str, Array]  # M, in W's dtype
+    weights: dict[str, Array]  # M * W, in float32 (or W's dtype if wider)
+    masks: dict[str, Array]  # M, in the same dtype
 
 
 def masked_matrices(
@@ -73,11 +73,13 @@ def masked_matrices(
     """``({name: M * W}, {name: M})`` with ``M`` the top-k mask of each matrix's scores (same shapes together).
 
     ``mask_fn`` maps a list of score matrices and the sparsity to their masks, as :func:`~pst_jax.core.topk.topk_masks`
-    (straight-through gradient) does.
+    (straight-through gradient) does. A weight stored in bfloat16 is upcast before it is masked, so ``M * W`` and
+    the gradient it sends to the scores (``G * W``) are float32, as every trained tree is.
     """
     check_sparsity(sparsity)
     names = list(scores)
     found = mask_fn([scores[n] for n in names], jnp.asarray(sparsity, jnp.float32))
+    weights = {n: at_least_float32(weights[n]) for n in names}
     masks_ = {n: m.astype(weights[n].dtype) for n, m in zip(names, found, strict=True)}
     return MaskedMatrices({n: masks_[n] * weights[n] for n in names}, masks_)
 

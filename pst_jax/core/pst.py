@@ -7,6 +7,10 @@ from Li et al., "Parameter-Efficient Sparsity for Large Language Models Fine-Tun
     S  = |W~| + alpha1 * A @ B + alpha2 * (C[:, None] + R[None, :])
     M  = top-k mask of S pruning floor(s * numel) entries (straight-through gradient)
     y  = x @ (M * W~) + bias
+
+``W0`` may be stored in bfloat16 (``--frozen_dtype bfloat16``); ``W~``, ``S`` and ``M * W~`` are formed in
+float32 all the same (:func:`at_least_float32`): a bfloat16 sum would round away a small ``U @ V`` (an update
+of 1e-4 relative to ``W0`` is far below bfloat16's 2**-9 spacing), and with it most of what the factors learn.
 """
 
 import math
@@ -65,9 +69,29 @@ def init_factors(
     return factors
 
 
+def at_least_float32(x: Array) -> Array:
+    """``x`` upcast to float32 if it is a narrower float (a bfloat16 frozen weight); otherwise ``x`` itself.
+
+    Example:
+      >>> at_least_float32(jnp.ones(2, jnp.bfloat16)).dtype, at_least_float32(jnp.ones(2)).dtype
+      (dtype('float32'), dtype('float32'))
+    """
+    return x.astype(jnp.promote_types(x.dtype, jnp.float32))
+
+
 def adapted_kernel(kernel: Array, factors: MatrixFactors, config: PSTConfig = PSTConfig()) -> Array:
-    """``W~ = W0 + beta * U @ V``."""
-    return kernel + config.beta * (factors["U"] @ factors["V"]).astype(kernel.dtype)
+    """``W~ = W0 + beta * U @ V``, in float32 (or wider) whatever ``W0``'s storage dtype.
+
+    Example:
+      >>> w0 = jnp.ones((2, 2), jnp.bfloat16)
+      >>> f = {"U": jnp.full((2, 1), 1e-3), "V": jnp.ones((1, 2))}
+      >>> w = adapted_kernel(w0, f)
+      >>> w.dtype, float(w[0, 0] - 1.0) == float(jnp.float32(1.0 + 1e-3) - 1.0)
+      (dtype('float32'), True)
+    """
+    update = factors["U"] @ factors["V"]
+    dtype = jnp.promote_types(jnp.promote_types(kernel.dtype, update.dtype), jnp.float32)
+    return kernel.astype(dtype) + config.beta * update.astype(dtype)
 
 
 def importance(adapted: Array, factors: MatrixFactors, config: PSTConfig = PSTConfig()) -> Array:
@@ -101,7 +125,7 @@ def masked_kernel(
       config: ranks and scalars.
 
     Returns:
-      The masked adapted kernel, same shape and dtype as ``kernel``, with exactly
+      The masked adapted kernel, shaped as ``kernel``, in float32 (or ``kernel``'s dtype if wider), with exactly
       ``floor(sparsity * kernel.size)`` zeros forced by the mask.
 
     Example:

@@ -19,6 +19,7 @@ from pst_jax.glue.sources import limit_eval, resolve_sources
 from pst_jax.glue.tasks import TASKS, compute_metrics, get_task
 from pst_jax.training.errors import InputError, one_line
 from pst_jax.training.losses import classification_loss
+from pst_jax.training.method_config import compute_dtype
 from pst_jax.training.sharding import make_mesh, shard_batch
 
 
@@ -58,19 +59,23 @@ def _finished_run(out: Path) -> tuple[dict[str, Any], GlueConfig]:
 
 
 def check_export(output_dir: str | Path, hub_ok: Callable[[], bool] | None = None) -> dict[str, Any]:
-    """Reloads ``output_dir/sparse_model`` with plain transformers and re-evaluates it on the run's dev data.
+    """Reloads ``output_dir/sparse_model`` with plain transformers (computing in the run's ``--dtype``) and
+    re-evaluates it on the run's dev data.
 
     Returns the re-computed metrics next to the ones ``results.json`` reports, and the measured
     sparsity of every sparsified kernel and of the parameters that must stay dense.
     """
-    from transformers import AutoTokenizer, FlaxAutoModelForSequenceClassification
+    from transformers import AutoConfig, AutoTokenizer, FlaxAutoModelForSequenceClassification
 
     out = Path(output_dir)
     results, cfg = _finished_run(out)
     task = get_task(cfg.task)
     sources = resolve_sources(cfg, task, hub_ok)
     sources.data = limit_eval(sources.data, task, cfg.max_eval_samples)
-    model = FlaxAutoModelForSequenceClassification.from_pretrained(out / "sparse_model")
+    # In the run's compute dtype (--dtype), as it evaluated; given the config, the Auto class passes `dtype` on.
+    model = FlaxAutoModelForSequenceClassification.from_pretrained(
+        out / "sparse_model", config=AutoConfig.from_pretrained(out / "sparse_model"), dtype=compute_dtype(cfg)
+    )
     tokenizer = AutoTokenizer.from_pretrained(out / "sparse_model")
     plan = make_plan(model.params, rules_for(model.config.model_type))
     nonfinite = {p: int(np.sum(~np.isfinite(np.asarray(v)))) for p, v in flatten(model.params).items()}

@@ -31,7 +31,7 @@ from pst_jax.glue.tasks import GlueTask, compute_metrics, get_task, majority_bas
 from pst_jax.methods.base import export_model
 from pst_jax.training.errors import Diverged, InputError, one_line
 from pst_jax.training.losses import classification_loss
-from pst_jax.training.method_config import check_ranks, parameter_report, run_mesh
+from pst_jax.training.method_config import check_ranks, compute_dtype, parameter_report, run_mesh
 from pst_jax.training.run import Evaluation, RunSetup, Schedule, Selection, setup_run, train_epochs
 from pst_jax.training.run_folder import RunFolder
 from pst_jax.training.sharding import shard_batch, to_host
@@ -183,11 +183,13 @@ def load_tokenizer(sources: Any) -> Any:
 
 def load_model(cfg: GlueConfig, task: GlueTask, sources: Any) -> tuple[Any, Plan]:
     """The model with a fresh head for ``task``, and its plan, checked against the method's ranks."""
-    from transformers import FlaxAutoModelForSequenceClassification
+    from transformers import AutoConfig, FlaxAutoModelForSequenceClassification
 
     try:
+        # The config first: without one, the Auto class hands `dtype` to the config, not to the model (4.57).
+        config = AutoConfig.from_pretrained(sources.model, num_labels=task.num_labels)
         model = FlaxAutoModelForSequenceClassification.from_pretrained(
-            sources.model, num_labels=task.num_labels, seed=cfg.seed
+            sources.model, config=config, seed=cfg.seed, dtype=compute_dtype(cfg)
         )
     except (OSError, ValueError) as error:  # a missing, truncated or corrupt weights file
         raise InputError(f"the weights of model {sources.model_name} do not load: {one_line(error)}") from None
@@ -235,6 +237,8 @@ def _train_and_report(
         "embedded_default": sources.embedded,
         "method": cfg.method,
         "learning_rate": cfg.learning_rate,
+        "dtype": cfg.dtype,
+        "frozen_dtype": cfg.frozen_dtype,
         "majority_baseline": majority_baseline(task, train_labels, eval_labels),
         **summary,
     }

@@ -94,14 +94,56 @@ def dense() -> Method:
     return Method("dense", init, effective_params, sparse=False, groups=("weights",))
 
 
+def cast_frozen(frozen: FlatParams, dtype: Any) -> FlatParams:
+    """``frozen`` with its floating matrices (two or more axes) stored in ``dtype``; vectors stay as they are.
+
+    The matrices (kernels, embeddings) are nearly all the bytes: BERT-base's biases and LayerNorm vectors
+    are 0.1% of them, and kept in float32 they cost nothing and LayerNorm's gains, which scale every
+    activation, are not rounded.
+
+    Example:
+      >>> out = cast_frozen({"k": jnp.ones((2, 2)), "b": jnp.ones(2)}, jnp.bfloat16)
+      >>> str(out["k"].dtype), str(out["b"].dtype)
+      ('bfloat16', 'float32')
+    """
+    return {
+        path: x.astype(dtype) if x.ndim >= 2 and jnp.issubdtype(x.dtype, jnp.floating) else x
+        for path, x in frozen.items()
+    }
+
+
+def with_frozen_dtype(method: Method, dtype: Any) -> Method:
+    """``method`` whose ``init`` stores the frozen matrices in ``dtype`` (:func:`cast_frozen`); trainable groups,
+    and so the optimizer state, stay as ``method`` makes them (float32). ``effective_params`` forms every
+    adapted or masked kernel in float32 from them (:func:`~pst_jax.core.pst.at_least_float32`).
+
+    Example:
+      >>> method = with_frozen_dtype(pst(plan), jnp.bfloat16)  # doctest: +SKIP
+    """
+    if jnp.dtype(dtype) == jnp.float32:
+        return method
+
+    def init(key: Array, params: Params):
+        trainable, frozen = method.init(key, params)
+        return trainable, cast_frozen(frozen, dtype)
+
+    return method._replace(init=init)
+
+
 def export_model(trainable: Trainable, frozen: FlatParams, sparsity: float, method: Method) -> dict[str, Any]:
-    """The deployable params of the original architecture at ``sparsity``, as host NumPy arrays.
+    """The deployable params of the original architecture at ``sparsity``, as host float32 NumPy arrays.
 
     ``trainable`` is ``state.trainable`` (or a host copy of it). For PST each sparsified kernel is
     ``M * W~`` (pruned entries exactly zero) and the factors are dropped. The tree has the original
     architecture's structure, so ``model.save_pretrained(path, params=export_model(...))`` writes an
-    ordinary checkpoint.
+    ordinary checkpoint; frozen weights stored in bfloat16 are written back as float32 (their values
+    rounded to bfloat16), so it loads as the original does.
     """
     check_sparsity(sparsity)
     params = jax.jit(method.effective_params)(trainable, frozen, jnp.float32(sparsity))
-    return jax.tree.map(np.asarray, jax.device_get(params))
+    return jax.tree.map(_host_float32, jax.device_get(params))
+
+
+def _host_float32(x: Any) -> np.ndarray:
+    x = np.asarray(x)
+    return x.astype(np.float32) if jnp.issubdtype(x.dtype, jnp.floating) else x

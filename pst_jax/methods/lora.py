@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from pst_jax.core.model import map_matrices
+from pst_jax.core.pst import at_least_float32
 from pst_jax.core.rules import Matrix, Plan, unflatten
 from pst_jax.core.types import Array, Batch, FlatParams, LossFn, Params
 from pst_jax.methods.base import Method, Trainable, split_head
@@ -161,8 +162,9 @@ def lora(plan: Plan, rank: int = 8, alpha: float | None = None, train_head: bool
     def effective_params(trainable: Trainable, frozen: FlatParams, sparsity: Array):
         flat = {**frozen, **trainable["head"]}
         factors = trainable["lora"]
+        # In float32 even where W0 is stored in bfloat16: a bfloat16 sum would round a small A @ B away.
         merged = map_matrices(
-            flat, plan, lambda m, w: w + (scale * factors[m.name]["A"] @ factors[m.name]["B"]).astype(w.dtype)
+            flat, plan, lambda m, w: at_least_float32(w) + scale * factors[m.name]["A"] @ factors[m.name]["B"]
         )
         return unflatten({**flat, **merged})
 

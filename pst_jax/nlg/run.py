@@ -46,7 +46,7 @@ from pst_jax.nlg.metrics import lora_postprocess, score
 from pst_jax.nlg.rows import encode_for_lm, lm_batches, prompt_batches, rows_without_target
 from pst_jax.training.errors import Diverged, InputError, one_line
 from pst_jax.training.losses import causal_lm_loss
-from pst_jax.training.method_config import check_ranks, parameter_report, run_mesh
+from pst_jax.training.method_config import check_ranks, compute_dtype, parameter_report, run_mesh
 from pst_jax.training.processes import is_writer
 from pst_jax.training.run import Evaluation, RunSetup, Schedule, setup_run, train_epochs
 from pst_jax.training.run_folder import RunFolder
@@ -272,7 +272,7 @@ def _load_model(cfg: NLGConfig) -> tuple[Any, Plan]:
     from transformers import FlaxGPT2LMHeadModel
 
     try:
-        model = FlaxGPT2LMHeadModel.from_pretrained(cfg.model, seed=cfg.seed)
+        model = FlaxGPT2LMHeadModel.from_pretrained(cfg.model, seed=cfg.seed, dtype=compute_dtype(cfg))
     except (OSError, ValueError) as error:  # a missing, truncated or corrupt weights file
         raise InputError(f"the weights of model {cfg.model} do not load: {one_line(error)}") from None
     plan = make_plan(model.params, rules_for("gpt2"))
@@ -329,6 +329,8 @@ def _train_and_report(
         "data": data_name,
         "method": cfg.method,
         "learning_rate": cfg.learning_rate,
+        "dtype": cfg.dtype,
+        "frozen_dtype": cfg.frozen_dtype,
         **summary,
         "generation": {
             "split": split,

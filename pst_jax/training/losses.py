@@ -22,13 +22,15 @@ def _weighted_mean(values: Array, weights: Array) -> Array:
 def classification_loss(model: Any) -> LossFn:
     """Cross-entropy on integer ``labels``, or mean squared error when ``model.config.num_labels == 1``.
 
-    Aux: ``{"logits": (batch, num_labels)}``.
+    Aux: ``{"logits": (batch, num_labels)}``, in float32: a model computing in bfloat16 (``--dtype``) has its
+    logits upcast before the softmax or the squared error, as :func:`causal_lm_loss` does.
     """
     regression = model.config.num_labels == 1
 
     def loss_fn(params: Params, batch: Batch, dropout_rng: Array | None):
         inputs = {k: batch[k] for k in _TEXT_INPUTS if k in batch}
         logits = model(**inputs, params=params, dropout_rng=dropout_rng, train=dropout_rng is not None).logits
+        logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))
         labels = batch["labels"]
         if regression:
             per_row = (logits[:, 0] - labels) ** 2

@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 from jax.sharding import Mesh
 
 from pst_jax.core.config import PSTConfig
 from pst_jax.core.rules import Plan
 from pst_jax.core.schedule import cubic_sparsity
-from pst_jax.methods.base import Method
+from pst_jax.methods.base import Method, with_frozen_dtype
 from pst_jax.methods.count import count_parameters
 from pst_jax.methods.registry import METHOD_NAMES, make_method, trainable_parameters
 from pst_jax.training import profiling
@@ -32,6 +33,8 @@ from pst_jax.training.sharding import mesh_from_flag
 MAX_SEED = 2**32 - 1
 #: The ranks each method uses (the others use none).
 METHOD_RANKS: dict[str, tuple[str, ...]] = {"pst": ("weight_rank", "mask_rank"), "lora": ("weight_rank",)}
+#: The values of ``--dtype`` and ``--frozen_dtype``.
+DTYPE_NAMES = ("float32", "bfloat16")
 
 
 @dataclasses.dataclass
@@ -59,6 +62,16 @@ class MethodConfig:
     )
     scores_learning_rate: float | None = setting(
         None, "movement pruning's scores (reference: 1e-2); default --learning_rate"
+    )
+    dtype: str = setting(
+        "float32",
+        f"compute dtype of the model ({' or '.join(DTYPE_NAMES)}); what is trained, and its optimizer "
+        "state, stay float32",
+    )
+    frozen_dtype: str = setting(
+        "float32",
+        f"storage dtype of the frozen pretrained matrices ({' or '.join(DTYPE_NAMES)}; pst, lora); "
+        "the adapted and masked kernels are formed in float32 from them",
     )
 
     @property
@@ -96,6 +109,9 @@ def check_method_config(cfg: MethodConfig) -> None:
         raise ValueError(f"--weight_init_std must be a positive number, got {cfg.weight_init_std}")
     if cfg.scores_learning_rate is not None and cfg.scores_learning_rate <= 0:
         raise ValueError(f"--scores_learning_rate must be positive, got {cfg.scores_learning_rate}")
+    for name in ("dtype", "frozen_dtype"):
+        if getattr(cfg, name) not in DTYPE_NAMES:
+            raise ValueError(f"unknown --{name} {getattr(cfg, name)!r}; choose from {', '.join(DTYPE_NAMES)}")
 
 
 def check_run_settings(cfg: MethodConfig) -> None:
@@ -163,8 +179,9 @@ def run_mesh(cfg: MethodConfig) -> Mesh:
 
 
 def build_method(cfg: MethodConfig, plan: Plan) -> Method:
-    """The :class:`~pst_jax.methods.base.Method` that ``cfg`` names, over the matrices of ``plan``."""
-    return make_method(
+    """The :class:`~pst_jax.methods.base.Method` that ``cfg`` names, over the matrices of ``plan``, its frozen
+    matrices stored in ``cfg.frozen_dtype`` (:func:`~pst_jax.methods.base.with_frozen_dtype`)."""
+    method = make_method(
         cfg.method,
         plan,
         config=cfg.pst_config,
@@ -172,6 +189,17 @@ def build_method(cfg: MethodConfig, plan: Plan) -> Method:
         lora_rank=cfg.weight_rank,
         final_sparsity=cfg.sparsity,
     )
+    return with_frozen_dtype(method, jnp.dtype(cfg.frozen_dtype))
+
+
+def compute_dtype(cfg: MethodConfig) -> jnp.dtype:
+    """The dtype the model computes in (``--dtype``): what a task passes to ``from_pretrained(..., dtype=...)``.
+
+    The params stay float32 as loaded: Hugging Face's Flax modules cast them to it in each layer (``nn.Dense``,
+    GPT-2's ``Conv1D``, ``nn.Embed``), so the float32 kernels the methods form are rounded there, in the forward
+    pass only; the gradients reach the trained params through that cast as float32.
+    """
+    return jnp.dtype(cfg.dtype)
 
 
 def sparsity_schedule(cfg: MethodConfig, method: Method, total_steps: int) -> tuple[Callable[[int], float], float]:
