@@ -188,3 +188,26 @@ def test_nlg_resumes_bit_identically_after_sigkill(gpt2_folder, tmp_path, capsys
     assert nlg_launcher.main(nlg_flags(gpt2_folder, resumed)) == 0, kill
     assert outputs(resumed) == outputs(reference), kill
     assert (resumed / "predictions.txt").read_text() == (reference / "predictions.txt").read_text()
+
+
+@pytest.mark.slow
+def test_a_checkpoint_from_one_mesh_resumes_on_another(tiny_model, tmp_path, capsys, monkeypatch):
+    """Stopped on a 2 x 2 mesh (weights sharded in halves), resumed on 4 x 1 (replicated): the run finishes
+    as the uninterrupted 2 x 2 run does, to the reduction-order differences of the two layouts."""
+    sharded = ["--num_devices", "4", "--batch_size", "4", "--mesh", "data=2,fsdp=2"]
+    reference = tmp_path / "uninterrupted"
+    assert glue_launcher.main(glue_flags(tiny_model, reference, *sharded)) == 0
+    with monkeypatch.context() as patch:
+        patch.setattr(TrainLoop, "_finish", finish_then_signal(5, signal.SIGTERM))
+        assert glue_launcher.main(glue_flags(tiny_model, tmp_path / "moved", *sharded)) == 128 + signal.SIGTERM
+    stopped = latest_checkpoint(tmp_path / "moved")
+    assert stopped in (5, 6)
+    capsys.readouterr()
+    moved_flags = glue_flags(
+        tiny_model, tmp_path / "moved", "--num_devices", "4", "--batch_size", "4", "--mesh", "data=4"
+    )
+    assert glue_launcher.main(moved_flags) == 0
+    moved, expected = (json.loads((d / "results.json").read_text()) for d in (tmp_path / "moved", reference))
+    assert moved["mesh"] == {"data": 4, "fsdp": 1} and expected["mesh"] == {"data": 2, "fsdp": 2}
+    assert moved["best"]["validation"] == expected["best"]["validation"]
+    assert moved["final"]["train_loss"] == pytest.approx(expected["final"]["train_loss"], rel=1e-5)
