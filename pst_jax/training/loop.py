@@ -109,7 +109,7 @@ class TrainLoop:
             self.progress.step += 1
             self.progress.batch += 1
             self._show(sparsity)
-            stopping = self.stop is not None and self.stop.requested
+            stopping = self.stop is not None and self.stop.at(self.step)
             saving = self.save is not None and self.save_every and self.step % self.save_every == 0
             if stopping or saving:
                 self._finish(pending, compiled=pending[2])
