@@ -25,7 +25,7 @@ from tests import tiny
         ((3072, 768), 4, P("fsdp", None)),
         ((30522, 768), 4, P(None, "fsdp")),  # 30522 is not divisible by 4: the next largest
         ((30522, 7), 4, P()),  # no axis divisible
-        ((768,), 4, P("fsdp")),  # 3 KiB in float32 but kept whole below: see the threshold case
+        ((768,), 4, P("fsdp")),  # given 8-byte items (6 KiB): above the threshold, so a vector is sharded too
         ((768, 3072), 1, P()),  # fsdp=1: replicated
         ((), 4, P()),
     ],

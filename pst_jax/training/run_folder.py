@@ -53,19 +53,21 @@ class FolderConfig:
     overwrite: bool = setting(False, "start over in a folder that holds a run", action="store_true")
 
 
-def write_json(path: Path, obj: Any) -> None:
-    """Writes ``obj`` as strict JSON (a non-finite number is an error, never a ``NaN`` token), atomically:
-    a temporary file renamed over ``path``, so a kill leaves the old file or the new one, never a part."""
+def _write_atomically(path: Path, text: str) -> None:
+    """Writes ``text`` to a temporary file renamed over ``path``: a kill leaves the old file or the new one."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, allow_nan=False) + "\n")
+    tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Writes ``obj`` as strict JSON (a non-finite number is an error, never a ``NaN`` token), atomically."""
+    _write_atomically(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
 
 
 def write_lines(path: Path, records: list[dict[str, Any]]) -> None:
-    """Writes ``records`` as JSON lines, atomically (see :func:`write_json`)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(r, allow_nan=False) + "\n" for r in records))
-    os.replace(tmp, path)
+    """Writes ``records`` as strict JSON lines, atomically."""
+    _write_atomically(path, "".join(json.dumps(r, allow_nan=False) + "\n" for r in records))
 
 
 def read_json(path: Path) -> Any:
