@@ -18,6 +18,12 @@ Output: a table on stdout, and JSON (``--output``, default ``runs/benchmark-MODE
 
     python -m experiments.benchmark                                   # BERT-base, batch 32, length 128
     python -m experiments.benchmark --model gpt2-medium --batch_size 8 --seq_len 512
+
+With ``--mesh data=D,fsdp=F`` it prints the memory plan instead (per-device bytes of each method's step compiled
+for that mesh from shapes alone, nothing allocated or timed; :mod:`experiments.memory_plan`):
+
+    XLA_FLAGS=--xla_force_host_platform_device_count=8 python -m experiments.benchmark --model gpt2-xl \
+        --mesh fsdp=8 --methods pst,movement --batch_size 8 --seq_len 512
 """
 
 import argparse
@@ -30,6 +36,7 @@ from pathlib import Path
 
 import jax
 
+from experiments import memory_plan
 from pst_jax.bench.step_cost import MODELS, breakdown_table, build, check_shapes, measure, table
 from pst_jax.methods.registry import METHOD_NAMES
 
@@ -59,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=2, help="untimed steps after compiling")
     p.add_argument("--num_devices", type=int, help="use the first N local devices (default all)")
     p.add_argument("--output", help="JSON file (default runs/benchmark-MODEL.json)")
+    p.add_argument("--mesh", help="data=D,fsdp=F: print the memory plan for this mesh instead of timing steps")
     p.add_argument("--no_isolate", action="store_true", help="run every method in this process")
     p.add_argument(
         "--breakdown",
@@ -73,6 +81,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     raw = sys.argv[1:] if argv is None else argv
     args = _parser().parse_args(raw)
+    if args.mesh is not None:
+        return memory_plan.main(_plan_argv(args))
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     problems = _problems(args, methods)
     if problems:
@@ -179,6 +189,12 @@ def _problems(args: argparse.Namespace, methods: list[str]) -> list[str]:
     elif not existing.is_dir():
         problems.append(f"--output {output} lies under {existing}, which is a file; give a JSON file's path")
     return problems
+
+
+def _plan_argv(args: argparse.Namespace) -> list[str]:
+    """The memory plan's flags for the benchmark's (its model, methods, mesh and batch shape)."""
+    names = ("model", "methods", "mesh", "batch_size", "seq_len", "rank")
+    return [item for name in names for item in (f"--{name}", str(getattr(args, name)))]
 
 
 def _strip(argv: list[str]) -> list[str]:

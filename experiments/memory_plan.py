@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mesh", default=None, help="data=D,fsdp=F over all devices (default data = all)")
     p.add_argument("--batch_size", type=int, default=8, help="global batch (default 8)")
     p.add_argument("--seq_len", type=int, default=512, help="tokens per row (default 512)")
+    p.add_argument("--rank", type=int, default=8, help="LoRA's rank (PST's ranks are 8/8)")
     args = p.parse_args(argv)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     problems = [
@@ -31,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if args.model not in MODELS:
         problems.append(f"unknown model {args.model!r}; choose from {', '.join(MODELS)}")
+    for name in ("batch_size", "seq_len", "rank"):
+        if getattr(args, name) < 1:
+            problems.append(f"--{name} must be a positive integer, got {getattr(args, name)}")
     try:
         mesh = mesh_from_flag(args.mesh, jax.devices())
     except ValueError as error:
@@ -43,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.model}, batch {args.batch_size} x {args.seq_len}, mesh {dict(mesh.shape)}, GiB per device")
     print("| method | arguments | temporaries | outputs | total |\n| --- | ---: | ---: | ---: | ---: |")
     for method in methods:
-        plan = plan_step(args.model, method, mesh, args.batch_size, args.seq_len)
+        plan = plan_step(args.model, method, mesh, args.batch_size, args.seq_len, args.rank)
         gib = {k: v / 2**30 for k, v in plan["bytes"].items()}
         print(
             f"| {method} | {gib['arguments']:.2f} | {gib['temporaries']:.2f} | {gib['outputs']:.2f} "

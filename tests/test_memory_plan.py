@@ -2,6 +2,7 @@
 
 import pytest
 
+from experiments import benchmark
 from experiments import memory_plan as launcher
 from pst_jax.bench.memory_plan import plan_step
 from pst_jax.training.sharding import make_mesh
@@ -23,10 +24,13 @@ def test_bad_flags_are_one_line_errors(capsys):
     assert capsys.readouterr().err.startswith("error: unknown model 'gpt5'")
     assert launcher.main(["--mesh", "fsdp=3"]) == 2
     assert "fsdp=3 does not divide the 8 devices used" in capsys.readouterr().err
+    assert launcher.main(["--seq_len", "0"]) == 2
+    assert capsys.readouterr().err == "error: --seq_len must be a positive integer, got 0\n"
 
 
 @pytest.mark.parametrize("method", ["pst"])
-def test_the_launcher_prints_a_table(method, capsys):
-    assert launcher.main(["--model", "tiny-gpt2", "--methods", method, "--mesh", "fsdp=8", "--seq_len", "32"]) == 0
+def test_the_benchmark_with_a_mesh_prints_the_plan(method, capsys):
+    argv = ["--model", "tiny-gpt2", "--methods", method, "--mesh", "fsdp=8", "--seq_len", "32", "--batch_size", "8"]
+    assert benchmark.main(argv) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[1] == "| method | arguments | temporaries | outputs | total |" and out[3].startswith(f"| {method} |")

@@ -20,6 +20,7 @@ import pytest
 from experiments import glue as glue_launcher
 from experiments import glue_check
 from experiments import nlg as nlg_launcher
+from pst_jax.training.errors import InputError
 from pst_jax.training.loop import TrainLoop
 from pst_jax.training.run_folder import RunFolder
 from tests.kill_at_step import committed, finish_then_signal
@@ -153,6 +154,26 @@ def test_a_folder_in_use_is_refused(tiny_model, tmp_path, capsys):
         f"error: --output_dir {tmp_path} is in use by another run (pid {os.getpid()}); "
         "wait for it or choose another --output_dir"
     )
+
+
+def test_every_refusal_by_process_0_reaches_the_others(tmp_path, monkeypatch):
+    """The other processes wait on process 0's decision: an OS error while it opens the folder is sent as one."""
+    from pst_jax.training import run_folder
+
+    said = []
+    monkeypatch.setattr(run_folder, "_agree", said.append)
+
+    def unreadable(path):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(run_folder, "_lock", unreadable)
+    with pytest.raises(PermissionError), RunFolder.open(tmp_path / "a", {}, overwrite=False):
+        pass
+    monkeypatch.setattr(Path, "mkdir", lambda *args, **kwargs: unreadable(None))
+    with pytest.raises(InputError, match="cannot create --output_dir .*: Permission denied; choose another"):
+        with RunFolder.open(tmp_path / "b", {}, overwrite=False):
+            pass
+    assert said == [run_folder._REFUSED] * 2
 
 
 def test_a_kill_during_export_keeps_the_earlier_model(glue_reference, tiny_model, tmp_path, capsys, monkeypatch):

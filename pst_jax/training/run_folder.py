@@ -142,6 +142,9 @@ class RunFolder:
         except (FileExistsError, NotADirectoryError):
             _agree(_REFUSED)
             raise InputError(f"--output_dir {path} is under a file, or is one; choose a folder") from None
+        except OSError as error:
+            _agree(_REFUSED)
+            raise InputError(f"cannot create --output_dir {path}: {error.strerror}; choose another folder") from None
         fd = None
         try:
             fd = _lock(path)
@@ -150,7 +153,7 @@ class RunFolder:
                 for name in OUTPUTS:
                     _remove(path / name)
             results = _state(path, config)
-        except InputError:
+        except (InputError, OSError):  # the other processes wait for the decision: they must hear of it
             _agree(_REFUSED)
             raise
         try:
