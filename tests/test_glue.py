@@ -93,6 +93,9 @@ def test_export_reloads_and_reproduces_the_reported_metric(tiny_model, tmp_path)
         check_export(tmp_path, hub_ok=NEVER)
 
 
+PHASES = ["load", "tokenise", "setup", "checkpoints", "steps", "compile", "evaluation", "export", "other", "total"]
+
+
 @pytest.mark.parametrize("method", ["dense", "lora", "magnitude", "movement", "soft_movement"])
 def test_every_method_trains_and_exports(method, tiny_model, tmp_path):
     results = run(smoke_config("sst2", tiny_model, tmp_path, method=method, max_steps=3), hub_ok=NEVER)
@@ -118,6 +121,9 @@ def test_every_method_trains_and_exports(method, tiny_model, tmp_path):
     cost = results["cost"]
     assert cost["median_step_s"] > 0 and cost["compiled_step_memory"]["peak_bytes"] > 4 * p["total"]
     assert cost["host_peak_rss_bytes"] > 0
+    phases = results["phases_s"]  # every phase of a run, which add up to its time
+    assert list(phases) == PHASES and min(phases.values()) >= 0 and phases["compile"] > 0
+    assert sum(phases.values()) - phases["total"] == pytest.approx(phases["total"], abs=0.5)
 
 
 def test_eight_devices_match_one(tiny_model, tmp_path):

@@ -80,6 +80,10 @@ def test_smoke_run_generates_scores_and_exports_the_target_sparsity(task, device
         assert (tmp_path / name).is_file(), name
     assert json.loads((tmp_path / "results.json").read_text()) == json.loads(json.dumps(results))
     assert results["steps"] == 2 and results["target_sparsity"] == 0.9
+    phases = results["phases_s"]
+    assert {"load", "tokenise", "compile", "steps", "evaluation", "export", "generation", "metrics"} <= set(phases)
+    assert sum(phases.values()) - phases["total"] == pytest.approx(phases["total"], abs=0.6)
+    assert results["generation"]["wall_time_s"] == phases["generation"] > 0
 
     # the validation loss before training and after every epoch (DART's 8 training rows are one batch, so
     # its 2 steps are 2 epochs)

@@ -27,7 +27,7 @@ from tests.kill_at_step import committed, finish_then_signal
 
 ROOT = Path(__file__).parent.parent
 FIXTURES = Path(__file__).parent / "fixtures"
-TIMING = ("elapsed_s", "wall_time_s", "cost", "checkpoint_bytes")
+TIMING = ("elapsed_s", "wall_time_s", "cost", "checkpoint_bytes", "phases_s")
 
 
 def glue_flags(model: str, out: Path, *extra: str) -> list[str]:

@@ -167,3 +167,19 @@ def test_dense_method_trains_every_weight(bert):
     after = flatten(export_model(state.trainable, frozen, 0.0, method))
     for path, before in flatten(bert.params).items():
         assert not np.array_equal(after[path], before), f"{path} did not move"
+
+
+def test_phases_nest_and_add_up(monkeypatch):
+    """An inner phase's time is not counted in the outer one; time in no phase is ``other``."""
+    from pst_jax.training import phases as phases_module
+
+    clock = iter([0.0, 1.0, 3.0, 4.0, 6.0, 10.0, 10.5, 11.0, 12.0])
+    monkeypatch.setattr(phases_module.time, "perf_counter", lambda: next(clock))
+    phases = phases_module.Phases()  # t = 0
+    with phases("steps"):  # 1 .. 6, of which 3 .. 4 compiling
+        with phases("compile"):
+            pass
+    with phases("compile"):  # 10 .. 10.5: added to the first
+        pass
+    assert phases.report() == {"steps": 4.0, "compile": 1.5, "other": 5.5, "total": 11.0}
+    assert phases.line() == "time: steps 4.0 s, compile 1.5 s, other 6.5 s, total 12.0 s"  # read at t = 12

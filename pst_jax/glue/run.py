@@ -32,6 +32,7 @@ from pst_jax.methods.base import export_model
 from pst_jax.training.errors import Diverged, InputError, one_line
 from pst_jax.training.losses import classification_loss
 from pst_jax.training.method_config import check_ranks, compute_dtype, parameter_report, run_mesh
+from pst_jax.training.phases import Phases
 from pst_jax.training.run import Evaluation, RunSetup, Schedule, Selection, setup_run, train_epochs
 from pst_jax.training.run_folder import RunFolder
 from pst_jax.training.sharding import shard_batch, to_host
@@ -66,19 +67,27 @@ def predict(
 
 
 def fit(
-    cfg: GlueConfig, task: GlueTask, model: Any, plan: Plan, tokenizer: Any, data: Any, folder: RunFolder
+    cfg: GlueConfig,
+    task: GlueTask,
+    model: Any,
+    plan: Plan,
+    tokenizer: Any,
+    data: Any,
+    folder: RunFolder,
+    phases: Phases,
 ) -> dict[str, Any]:
     """Trains (or resumes), evaluates after every epoch, keeps the best evaluation at target sparsity, exports it."""
     mesh = run_mesh(cfg)
     buckets = length_buckets(cfg.max_length, smallest=32)
-    train = encode_split(tokenizer, data["train"], task, cfg.max_length)
-    evals = {split: encode_split(tokenizer, data[split], task, cfg.max_length) for split in task.eval_splits}
+    with phases("tokenise"):
+        train = encode_split(tokenizer, data["train"], task, cfg.max_length)
+        evals = {split: encode_split(tokenizer, data[split], task, cfg.max_length) for split in task.eval_splits}
     steps_per_epoch = num_batches(train, cfg.batch_size)
     total_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
     epochs = math.ceil(total_steps / steps_per_epoch)
-    setup = setup_run(
-        cfg, model.params, plan, classification_loss(model), mesh, total_steps, learning_rate=cfg.learning_rate
-    )
+    with phases("setup"):
+        loss_fn = classification_loss(model)
+        setup = setup_run(cfg, model.params, plan, loss_fn, mesh, total_steps, learning_rate=cfg.learning_rate)
     split, metric = task.eval_splits[0], task.selection_metric
     selected = Selection(lambda record: record[split][metric])
     trained = train_epochs(
@@ -93,10 +102,12 @@ def fit(
         folder,
         f"{task.name} {cfg.method}",
         selected,
+        phases,
     )
     best, best_trainable, selection = selected.result(trained)
-    params = export_model(best_trainable, to_host(setup.frozen), best["sparsity"], setup.method)
-    folder.export(lambda path: (model.save_pretrained(path, params=params), tokenizer.save_pretrained(path)))
+    with phases("export"):
+        params = export_model(best_trainable, to_host(setup.frozen), best["sparsity"], setup.method)
+        folder.export(lambda path: (model.save_pretrained(path, params=params), tokenizer.save_pretrained(path)))
     return {
         "steps": trained.records[-1]["step"],
         "epochs": epochs,
@@ -203,27 +214,31 @@ def load_model(cfg: GlueConfig, task: GlueTask, sources: Any) -> tuple[Any, Plan
 
 def run(cfg: GlueConfig, hub_ok: Callable[[], bool] | None = None) -> dict[str, Any]:
     """The whole experiment; returns what it writes to ``results.json``."""
+    phases = Phases()
     task = check_config(cfg, cfg.num_devices or jax.device_count())
-    sources = resolve_sources(cfg, task, hub_ok)
+    with phases("load"):
+        sources = resolve_sources(cfg, task, hub_ok)
     sources.data = limit_eval(sources.data, task, cfg.max_eval_samples)
     explicit_length = cfg.max_length is not None
     cfg = fit_length_to_model(resolve_recipe(cfg, task, sources.embedded), sources, explicit_length)
-    tokenizer = load_tokenizer(sources)
+    with phases("load"):
+        tokenizer = load_tokenizer(sources)
     resolved = {**dataclasses.asdict(cfg), "model_used": sources.model_name, "data_used": sources.data_name}
     with RunFolder.open(Path(cfg.output_dir), resolved, cfg.overwrite) as folder:
         if folder.results is not None:  # finished earlier: nothing to redo
             return folder.results
-        return _train_and_report(cfg, task, sources, tokenizer, folder)
+        return _train_and_report(cfg, task, sources, tokenizer, folder, phases)
 
 
 def _train_and_report(
-    cfg: GlueConfig, task: GlueTask, sources: Any, tokenizer: Any, folder: RunFolder
+    cfg: GlueConfig, task: GlueTask, sources: Any, tokenizer: Any, folder: RunFolder, phases: Phases
 ) -> dict[str, Any]:
     """Loads the model, trains, exports, and writes ``results.json`` (last) into ``folder``."""
-    model, plan = load_model(cfg, task, sources)
+    with phases("load"):
+        model, plan = load_model(cfg, task, sources)
     header = {"task": task.name, "model": sources.model_name, "data": sources.data_name, "method": cfg.method}
     try:
-        summary = fit(cfg, task, model, plan, tokenizer, sources.data, folder)
+        summary = fit(cfg, task, model, plan, tokenizer, sources.data, folder, phases)
     except Diverged as error:
         folder.write_json("results.json", {**header, "status": "diverged", "diverged": error.record})
         raise
@@ -243,5 +258,8 @@ def _train_and_report(
         **summary,
     }
     results["status"] = "finished"
+    results["phases_s"] = phases.report()
+    if folder.writer:
+        logger.warning("%s", phases.line())
     folder.write_json("results.json", results)
     return results

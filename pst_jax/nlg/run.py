@@ -9,8 +9,8 @@
    before the weights load.
 4. :func:`fit`: the jitted, mesh-sharded train step (loss on the target text only, label smoothing),
    the validation loss after every epoch, then the export of the final model at the target sparsity.
-5. :func:`generate`: beam search (:mod:`pst_jax.nlg.beam_search`) on the exported sparse model, then the
-   task's metrics (:mod:`pst_jax.nlg.metrics`).
+5. :func:`~pst_jax.nlg.generation.generate`: beam search (:mod:`pst_jax.nlg.beam_search`) on the exported
+   sparse model, then the task's metrics (:mod:`pst_jax.nlg.metrics`).
 6. Outputs in ``output_dir``: ``config.json``, ``metrics.jsonl``, ``results.json``, ``predictions.jsonl``
    (source, generated text, references), ``predictions.txt`` (one generated text a line) and
    ``sparse_model/``, which ``FlaxGPT2LMHeadModel.from_pretrained`` loads.
@@ -21,10 +21,8 @@ The defaults are the paper's recipe (the LoRA NLG setup, ``PST_METHOD.md``): GPT
 """
 
 import dataclasses
-import json
 import logging
 import math
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -39,18 +37,19 @@ from pst_jax.core.rules import Plan, make_plan, rules_for
 from pst_jax.data.batching import length_buckets
 from pst_jax.data.hub import hub_model_cached, hub_reachable
 from pst_jax.methods.base import export_model
-from pst_jax.nlg.beam_search import decode_rows, make_generate
 from pst_jax.nlg.config import TASK_METRICS, NLGConfig, check_config, resolve_defaults
 from pst_jax.nlg.data import SPLIT_FILES, NLGExample, load_nlg_dir, load_nlg_files, load_nlg_hub
-from pst_jax.nlg.metrics import lora_postprocess, score
-from pst_jax.nlg.rows import encode_for_lm, lm_batches, prompt_batches, rows_without_target
+from pst_jax.nlg.generation import generate, generation_inputs, write_predictions
+from pst_jax.nlg.metrics import score
+from pst_jax.nlg.rows import encode_for_lm, lm_batches, rows_without_target
 from pst_jax.training.errors import Diverged, InputError, one_line
 from pst_jax.training.losses import causal_lm_loss
 from pst_jax.training.method_config import check_ranks, compute_dtype, parameter_report, run_mesh
+from pst_jax.training.phases import Phases
 from pst_jax.training.processes import is_writer
 from pst_jax.training.run import Evaluation, RunSetup, Schedule, setup_run, train_epochs
 from pst_jax.training.run_folder import RunFolder
-from pst_jax.training.sharding import replicate, shard_batch, to_host
+from pst_jax.training.sharding import shard_batch, to_host
 
 logger = logging.getLogger("pst_jax")
 
@@ -150,6 +149,7 @@ def fit(
     rows: dict[str, dict[str, Any]],
     mesh: Mesh,
     folder: RunFolder,
+    phases: Phases,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Trains (or resumes) on :func:`encode_rows`' rows, logs the validation loss after every epoch, exports the
     final model.
@@ -161,19 +161,21 @@ def fit(
     train, validation = rows["train"], rows["validation"]
     val_batches = list(lm_batches(validation, cfg.eval_batch_size, buckets))
     total_steps, epochs = _steps(cfg, len(train["input_ids"]))
-    setup = setup_run(
-        cfg,
-        model.params,
-        plan,
-        causal_lm_loss(model, cfg.label_smoothing),
-        mesh,
-        total_steps,
-        learning_rate=cfg.learning_rate,
-        eval_loss_fn=causal_lm_loss(model),
-        warmup_steps=cfg.warmup_steps,
-        weight_decay=cfg.weight_decay,
-    )
-    initial_loss = validation_loss(setup, setup.state.trainable, val_batches, setup.schedule(0))
+    with phases("setup"):
+        setup = setup_run(
+            cfg,
+            model.params,
+            plan,
+            causal_lm_loss(model, cfg.label_smoothing),
+            mesh,
+            total_steps,
+            learning_rate=cfg.learning_rate,
+            eval_loss_fn=causal_lm_loss(model),
+            warmup_steps=cfg.warmup_steps,
+            weight_decay=cfg.weight_decay,
+        )
+    with phases("evaluation"):
+        initial_loss = validation_loss(setup, setup.state.trainable, val_batches, setup.schedule(0))
     logger.info("validation loss before training: %.4f", initial_loss)
     trained = train_epochs(
         setup,
@@ -186,10 +188,13 @@ def fit(
         lambda state, sparsity: evaluate(setup, state.trainable, val_batches, sparsity),
         folder,
         f"{cfg.task} {cfg.method}",
+        phases=phases,
     )
     step = trained.records[-1]["step"]
-    params = export_model(to_host(trained.state.trainable), to_host(setup.frozen), setup.schedule(step), setup.method)
-    folder.export(lambda path: (model.save_pretrained(path, params=params), tokenizer.save_pretrained(path)))
+    with phases("export"):
+        trainable, frozen = to_host(trained.state.trainable), to_host(setup.frozen)
+        params = export_model(trainable, frozen, setup.schedule(step), setup.method)
+        folder.export(lambda path: (model.save_pretrained(path, params=params), tokenizer.save_pretrained(path)))
     summary = {
         "steps": step,
         "epochs": epochs,
@@ -212,50 +217,6 @@ def evaluate(setup: RunSetup, trainable: Any, batches: list, sparsity: float) ->
     loss = validation_loss(setup, trainable, batches, sparsity)
     fields = {"validation_loss": loss, "validation_perplexity": math.exp(min(loss, 700.0))}
     return Evaluation(fields, f"validation loss {loss:.4f}")
-
-
-def generate(
-    cfg: NLGConfig, model: Any, params: Any, tokenizer: Any, examples: list[NLGExample], mesh: Mesh
-) -> list[str]:
-    """Beam-search texts of ``examples`` from ``params`` (the sparse model), in order, post-processed as LoRA's."""
-    run = make_generate(
-        model,
-        num_beams=cfg.num_beams,
-        max_new_tokens=cfg.max_new_tokens,
-        length_penalty=cfg.length_penalty,
-        no_repeat_ngram_size=cfg.no_repeat_ngram_size,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    prompt_length = cfg.max_length - cfg.max_new_tokens
-    buckets = length_buckets(prompt_length, smallest=16)
-    params = replicate(params, mesh)
-    texts = []
-    batches = prompt_batches(tokenizer, [e.source for e in examples], cfg.generate_batch_size, prompt_length, buckets)
-    total = math.ceil(len(examples) / cfg.generate_batch_size)
-    for batch, real in tqdm(
-        batches, total=total, desc=f"beam search ({cfg.num_beams} beams)", unit="batch", disable=not is_writer()
-    ):
-        sharded = shard_batch(batch, mesh)
-        tokens = to_host(run(params, sharded["input_ids"], sharded["attention_mask"]))[:real]
-        texts.extend(lora_postprocess(text) for text in decode_rows(tokenizer, tokens, tokenizer.eos_token_id))
-    return texts
-
-
-def generation_inputs(cfg: NLGConfig, data: dict[str, list[NLGExample]]) -> tuple[str, list[NLGExample]]:
-    """``(split, examples)`` to generate for: ``--generate_split`` (default test where the data has it)."""
-    split = cfg.generate_split or ("test" if data.get("test") else "validation")
-    if not data.get(split):
-        raise InputError(f"--generate_split {split}: the data has no {split} split; give --test_file or validation")
-    return split, data[split][: cfg.max_generate_samples]
-
-
-def write_predictions(out: Path, examples: list[NLGExample], texts: list[str]) -> None:
-    """``predictions.jsonl`` (source, generated text, references) and ``predictions.txt`` (a text a line)."""
-    with open(out / "predictions.jsonl", "w") as f:
-        for example, text in zip(examples, texts, strict=True):
-            row = {"source": example.source, "prediction": text, "references": list(example.references)}
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    (out / "predictions.txt").write_text("".join(text + "\n" for text in texts))
 
 
 def _load_tokenizer(cfg: NLGConfig) -> Any:
@@ -282,18 +243,22 @@ def _load_model(cfg: NLGConfig) -> tuple[Any, Plan]:
 
 def run(cfg: NLGConfig, hub_ok: Callable[[], bool] | None = None) -> dict[str, Any]:
     """The whole experiment; returns what it writes to ``results.json``."""
+    phases = Phases()
     check_config(cfg, cfg.num_devices or jax.device_count())
-    data, data_name = load_data(cfg, hub_ok)
+    with phases("load"):
+        data, data_name = load_data(cfg, hub_ok)
     split, examples = generation_inputs(cfg, data)
     _check_model(cfg, hub_ok)
     cfg = _fit_to_run_and_model(cfg, _steps(cfg, sum(len(e.references) for e in data["train"]))[0])
-    tokenizer = _load_tokenizer(cfg)
-    rows = encode_rows(cfg, tokenizer, data)  # before the weights: rows without a target are an error
+    with phases("load"):
+        tokenizer = _load_tokenizer(cfg)
+    with phases("tokenise"):
+        rows = encode_rows(cfg, tokenizer, data)  # before the weights: rows without a target are an error
     resolved = {**dataclasses.asdict(cfg), "data_used": data_name, "generate_split_used": split}
     with RunFolder.open(Path(cfg.output_dir), resolved, cfg.overwrite) as folder:
         if folder.results is not None:  # finished earlier: nothing to redo
             return folder.results
-        return _train_and_report(cfg, tokenizer, rows, (data_name, split, examples), folder)
+        return _train_and_report(cfg, tokenizer, rows, (data_name, split, examples), folder, phases)
 
 
 def _train_and_report(
@@ -302,26 +267,28 @@ def _train_and_report(
     rows: dict[str, dict[str, Any]],
     generation: tuple[str, str, list[NLGExample]],
     folder: RunFolder,
+    phases: Phases,
 ) -> dict[str, Any]:
     """Loads the model, trains, exports, generates for ``generation`` (data name, split, examples), scores,
     and writes ``results.json`` (last) into ``folder``."""
     data_name, split, examples = generation
-    model, plan = _load_model(cfg)
+    with phases("load"):
+        model, plan = _load_model(cfg)
     mesh = run_mesh(cfg)
     try:
-        summary, params = fit(cfg, model, plan, tokenizer, rows, mesh, folder)
+        summary, params = fit(cfg, model, plan, tokenizer, rows, mesh, folder, phases)
     except Diverged as error:
         header = {"task": cfg.task, "model": cfg.model, "data": data_name, "method": cfg.method}
         folder.write_json("results.json", {**header, "status": "diverged", "diverged": error.record})
         raise
 
-    start = time.perf_counter()
-    texts = generate(cfg, model, params, tokenizer, examples, mesh)
-    generation_s = time.perf_counter() - start
+    with phases("generation"):
+        texts = generate(cfg, model, params, tokenizer, examples, mesh)
     if folder.writer:
         write_predictions(folder.path, examples, texts)
-    metrics = cfg.metrics or TASK_METRICS[cfg.task]
-    scores = score(texts, [e.references for e in examples], metrics, lowercase=cfg.task == "e2e")
+    with phases("metrics"):
+        metrics = cfg.metrics or TASK_METRICS[cfg.task]
+        scores = score(texts, [e.references for e in examples], metrics, lowercase=cfg.task == "e2e")
 
     results = {
         "task": cfg.task,
@@ -340,10 +307,13 @@ def _train_and_report(
             "no_repeat_ngram_size": cfg.no_repeat_ngram_size,
             "max_new_tokens": cfg.max_new_tokens,
             "empty_outputs": sum(not text for text in texts),
-            "wall_time_s": round(generation_s, 1),
+            "wall_time_s": phases.report()["generation"],
         },
         "metrics": scores,
     }
     results["status"] = "finished"
+    results["phases_s"] = phases.report()
+    if folder.writer:
+        logger.warning("%s", phases.line())
     folder.write_json("results.json", results)
     return results

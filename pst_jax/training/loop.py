@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 from pst_jax.training.checkpoint import Progress
 from pst_jax.training.errors import Diverged
 from pst_jax.training.interrupts import StopRequests
+from pst_jax.training.phases import Phases
 from pst_jax.training.processes import is_writer
 from pst_jax.training.profiling import StepTimer
 from pst_jax.training.sharding import shard_batch
@@ -25,7 +26,8 @@ class TrainLoop:
     Step ``t`` trains at ``schedule(t)``. ``progress`` (a fresh or a restored
     :class:`~pst_jax.training.checkpoint.Progress`) counts the steps and the epoch's batches and collects its
     losses. Every ``save_every`` steps the loop calls ``save(state)``; when ``stop`` has a request (SIGTERM,
-    SIGINT) it returns after the step in flight. :attr:`timer` holds each step's time (see :meth:`epoch`).
+    SIGINT) it returns after the step in flight. :attr:`timer` holds each step's time (see :meth:`epoch`);
+    ``phases`` gets the time spent compiling and saving checkpoints.
 
     Example::
 
@@ -48,10 +50,12 @@ class TrainLoop:
         save: Callable[[TrainState], None] | None = None,
         save_every: int = 0,
         stop: StopRequests | None = None,
+        phases: Phases | None = None,
     ) -> None:
         self.train_step, self.frozen, self.mesh = train_step, frozen, mesh
         self.schedule, self.lr_at, self.total_steps = schedule, lr_at, total_steps
         self.progress, self.save, self.save_every, self.stop = progress, save, save_every, stop
+        self.phases = phases or Phases()
         self.finished = progress.step  # steps whose loss has been read
         self.last_finite: tuple[int, float] | None = None  # (step, loss) of the last finite step
         self._done = 0.0  # when the last step finished (or, before an epoch's first, when it was dispatched)
@@ -100,6 +104,9 @@ class TrainLoop:
             sparsity = self.schedule(self.step)
             sharded = shard_batch(batch, self.mesh)
             compiles = self.timer.see(sharded)
+            if compiles:  # a new batch width: compile ahead (cached for the call below), timed as its own phase
+                with self.phases("compile"):
+                    self.train_step.jitted.lower(state, self.frozen, sharded, np.float32(sparsity)).compile()
             if pending is None:
                 self._done = time.perf_counter()
             state, metrics = self.train_step(state, self.frozen, sharded, sparsity)  # compiles here if new
@@ -116,7 +123,8 @@ class TrainLoop:
                 pending = None
                 if stopping:
                     return state, True
-                self.save(state)
+                with self.phases("checkpoints"):
+                    self.save(state)
             if self.step >= self.total_steps:
                 break
         if pending is not None:

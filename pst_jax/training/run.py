@@ -28,6 +28,7 @@ from pst_jax.training.interrupts import StopRequests
 from pst_jax.training.loop import TrainLoop
 from pst_jax.training.method_config import MethodConfig, build_method, sparsity_schedule
 from pst_jax.training.optim import learning_rate_schedule, make_optimizer
+from pst_jax.training.phases import Phases
 from pst_jax.training.run_folder import RunFolder, write_lines
 from pst_jax.training.sharding import to_host
 from pst_jax.training.step import (
@@ -151,6 +152,7 @@ def train_epochs(
     folder: RunFolder,
     description: str,
     selection: Selection | None = None,
+    phases: Phases | None = None,
 ) -> Trained:
     """Trains ``schedule.epochs`` epochs (stopping at ``setup.total_steps``), evaluating after each; resumes
     from the latest checkpoint in ``folder`` if there is one.
@@ -159,7 +161,8 @@ def train_epochs(
     gives the task's fields; the record ``{epoch, step, sparsity, train_loss, **fields, elapsed_s}``
     (``elapsed_s``: seconds of training in this process, this evaluation included) is appended to
     ``metrics.jsonl`` and handed to ``selection``. A checkpoint is saved every ``schedule.checkpoint_every``
-    steps and after every evaluation.
+    steps and after every evaluation. ``phases`` (if given) gets the time of the steps, compiling, evaluations
+    and checkpoints.
 
     Raises:
       Interrupted: SIGTERM or SIGINT arrived; the last step's checkpoint is saved.
@@ -171,8 +174,10 @@ def train_epochs(
         trained = train_epochs(setup, schedule, evaluate, folder, "sst2 pst")
         print(trained.records[-1]["train_loss"])
     """
+    phases = phases or Phases()
     checkpoints = Checkpoints(folder.checkpoints)
-    state, progress, shuffle = _resume(setup, checkpoints, selection, schedule.seed)
+    with phases("checkpoints"):
+        state, progress, shuffle = _resume(setup, checkpoints, selection, schedule.seed)
     log_path = folder.path / "metrics.jsonl"
     if folder.writer:
         write_lines(log_path, progress.records)  # the records of the resumed steps; later ones are appended
@@ -184,30 +189,35 @@ def train_epochs(
     with StopRequests() as stop, open(log_path if folder.writer else os.devnull, "a") as log:
         loop = TrainLoop(
             setup.train_step, setup.frozen, setup.mesh, setup.schedule, setup.lr_at, setup.total_steps,
-            description, progress, save, schedule.checkpoint_every, stop,
+            description, progress, save, schedule.checkpoint_every, stop, phases,
         )  # fmt: skip
         try:
             with loop:
                 while progress.epoch <= schedule.epochs:
                     shuffle.bit_generator.state = progress.shuffle
                     batches = itertools.islice(schedule.batches(shuffle), progress.batch, None)
-                    state, stopped = loop.epoch(state, batches)
+                    with phases("steps"):
+                        state, stopped = loop.epoch(state, batches)
                     if not stopped:
-                        record = _evaluate(loop, state, evaluate, start)
+                        with phases("evaluation"):
+                            record = _evaluate(loop, state, evaluate, start)
                         log.write(json.dumps(record, allow_nan=False) + "\n")
                         log.flush()
                         if selection is not None:
                             selection.keep(record, state)
                             progress.kept = selection.best
                         progress.next_epoch(shuffle)
-                    save(state)
+                    with phases("checkpoints"):
+                        save(state)
                     if stop.requested:
                         raise Interrupted(stop.signal.name, int(stop.signal), progress.step, str(folder.checkpoints))
-            cost = loop.cost(state, setup.target)
+            with phases("compile"):  # the widest step's memory analysis: compiled already, so from the cache
+                cost = loop.cost(state, setup.target)
             wall = round(time.perf_counter() - start, 1)
             return Trained(state, progress.records, wall, cost, checkpoints.latest_bytes())
         finally:
-            checkpoints.close()
+            with phases("checkpoints"):  # waits for the last asynchronous save
+                checkpoints.close()
 
 
 def _resume(
