@@ -16,8 +16,9 @@ both linear in the matrix size, finds the k-th smallest key:
 ``jax.default_backend()`` at trace time (see :func:`resolve_select`; ``select="radix"`` or ``"bisect"``
 forces one). On CPU a scatter-add into a histogram is cheap and radix is the faster; on TPU a scatter is
 the slowest primitive, and on GPU the histogram's atomic adds contend, while the bisection's passes are
-plain reductions. On 2 CPU cores a 768 x 3072 matrix takes ~24 ms by radix, ~26 ms by bisect and
-~220 ms by ``jnp.sort`` (see ``experiments/benchmark_topk.py``).
+plain reductions. On 2 CPU cores (shared with other jobs) radix takes ~2 ms for a 768 x 768 matrix and
+~24 ms for 768 x 3072, bisect ~6 and ~24 ms (up to 1.5x radix on 1024 x 4096), ``jnp.sort`` ~140 and
+~620 ms (see ``experiments/benchmark_topk.py``).
 
 Ties at the threshold are broken deterministically, lowest flat index pruned first (as a stable sort
 would), so exactly ``floor(s * numel)`` entries are pruned whatever the scores. Such ties are common
