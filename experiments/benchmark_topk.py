@@ -1,15 +1,18 @@
-"""Times PST's exact top-k mask (radix select) against a full sort, on BERT-base's matrix shapes.
+"""Times PST's exact top-k mask, by both selects (radix, bisection), against a full sort, on a model's matrix shapes.
 
     python -m experiments.benchmark_topk            # one 768x768 and one 768x3072 matrix, sparsity 0.9
+    python -m experiments.benchmark_topk --shapes gpt2-medium   # one 1024x1024 and one 1024x4096 matrix
     python -m experiments.benchmark_topk --methods pst,movement,magnitude   # whole BERT-base, per method
 
-Prints milliseconds per call (median of --repeats after a warm-up) and the implied cost for all
-72 encoder matrices of BERT-base. With ``--methods``: for each method, the compile time and the run time
-of one jitted forward and backward through its effective params on BERT-base (random weights), masks of
-all 72 matrices included (no model forward).
+Prints the backend, milliseconds per call of each (median of --repeats after a warm-up) and the implied cost
+for all the model's pruned matrices (BERT-base: 72 encoder matrices; GPT-2 Medium: 144, q, k and v split).
+``keep_mask`` picks the radix select on CPU and the bisection elsewhere; both are timed here. With
+``--methods``: for each method, the compile time and the run time of one jitted forward and backward through
+its effective params on BERT-base (random weights), masks of all 72 matrices included (no model forward).
 """
 
 import argparse
+import functools
 import statistics
 import sys
 import time
@@ -19,6 +22,14 @@ import jax.numpy as jnp
 
 from pst_jax import keep_mask
 from pst_jax.methods.registry import METHOD_NAMES
+
+#: Each model's pruned matrix shapes and how many of each (GPT-2's c_fc and c_proj, 4096x1024 and 1024x4096,
+#: have the same size: one shape stands for both).
+SHAPES = {
+    "bert-base": (((768, 768), 48), ((768, 3072), 24)),
+    "gpt2-medium": (((1024, 1024), 96), ((1024, 4096), 48)),
+}
+SELECTS = {"radix select": "radix", "bisection": "bisect"}
 
 
 def sort_mask(scores: jax.Array, sparsity: float) -> jax.Array:
@@ -69,6 +80,10 @@ def _problem(args: argparse.Namespace) -> str | None:
         return f"--sparsity must be in [0, 1), got {args.sparsity}"
     if args.repeats < 1:
         return f"--repeats must be a positive integer, got {args.repeats}"
+    if args.shapes is not None and args.shapes not in SHAPES:
+        return f"unknown --shapes {args.shapes!r}; choose from {', '.join(SHAPES)}"
+    if args.shapes is not None and args.methods is not None:
+        return "--shapes times the selects alone; --methods always runs on BERT-base: give one of the two"
     methods = [] if args.methods is None else args.methods.split(",")
     unknown = [m for m in methods if m not in METHOD_NAMES]
     if unknown:
@@ -82,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--repeats", type=int, default=10, help="timed calls after a warm-up; the median is printed (default 10)"
     )
+    parser.add_argument("--shapes", help=f"whose matrix shapes: {' or '.join(SHAPES)} (default bert-base)")
     parser.add_argument("--methods", help="comma-separated methods to time on BERT-base instead")
     args = parser.parse_args(argv)
     if (problem := _problem(args)) is not None:
@@ -91,15 +107,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.methods:
         time_methods(args.methods.split(","), args.sparsity, args.repeats)
         return 0
-    totals = {"radix select": 0.0, "sort": 0.0}
-    for shape, count in (((768, 768), 48), ((768, 3072), 24)):
+    model = args.shapes or "bert-base"
+    fns = {name: functools.partial(keep_mask, select=select) for name, select in SELECTS.items()}
+    fns["sort"] = sort_mask
+    totals = dict.fromkeys(fns, 0.0)
+    for shape, count in SHAPES[model]:
         x = jax.random.normal(jax.random.key(0), shape)
-        for name, fn in (("radix select", keep_mask), ("sort", sort_mask)):
+        for name, fn in fns.items():
             ms = time_ms(jax.jit(lambda s, fn=fn: fn(s, args.sparsity)), x, args.repeats)
             totals[name] += count * ms
-            print(f"{name:>12} {shape[0]}x{shape[1]}: {ms:8.2f} ms")
+            print(f"{name:>12} {shape[0]}x{shape[1]}: {ms:8.2f} ms", flush=True)
+    n = sum(count for _, count in SHAPES[model])
     for name, total in totals.items():
-        print(f"{name:>12}, all 72 BERT-base matrices: {total / 1e3:6.2f} s")
+        print(f"{name:>12}, all {n} {model} matrices: {total / 1e3:6.2f} s")
     return 0
 
 

@@ -320,6 +320,8 @@ def test_benchmark_flags(flags, message, tmp_path, capsys, no_weights):
         (["--sparsity", "1"], "--sparsity must be in [0, 1), got 1.0"),
         (["--repeats", "0"], "--repeats must be a positive integer, got 0"),
         (["--methods", "pst,sorting"], "unknown method 'sorting' in --methods; choose from pst, "),
+        (["--shapes", "gpt3"], "unknown --shapes 'gpt3'; choose from bert-base, gpt2-medium"),
+        (["--shapes", "gpt2-medium", "--methods", "pst"], "--shapes times the selects alone; --methods always runs"),
     ],
 )
 def test_benchmark_topk_flags(flags, message, capsys):
