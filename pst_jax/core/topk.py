@@ -179,6 +179,16 @@ def resolve_select(select: str | None = None) -> str:
     return select
 
 
+def kth_smallest(keys: Array, k: Array, select: str | None = None) -> tuple[Array, Array, Array]:
+    """:func:`kth_smallest_key` or :func:`kth_smallest_key_bisect`, as ``select`` says (see :func:`resolve_select`).
+
+    Example:
+      >>> [int(v) for v in kth_smallest(jnp.array([7, 3, 3, 9], jnp.uint32), jnp.int32(4), "bisect")]
+      [9, 3, 1]
+    """
+    return (kth_smallest_key if resolve_select(select) == "radix" else kth_smallest_key_bisect)(keys, k)
+
+
 def keep_mask(scores: Array, sparsity: Array | float, select: str | None = None) -> Array:
     """Boolean mask keeping all but the ``floor(sparsity * scores.size)`` smallest scores.
 
@@ -197,10 +207,9 @@ def keep_mask(scores: Array, sparsity: Array | float, select: str | None = None)
       [True, False, False, False]
     """
     select = resolve_select(select)
-    kth_smallest = kth_smallest_key if select == "radix" else kth_smallest_key_bisect
     flat = sortable_keys(scores).ravel()
     k = prune_count(sparsity, flat.size)
-    kth, below, n_equal = kth_smallest(flat, jnp.maximum(k, 1))
+    kth, below, n_equal = kth_smallest(flat, jnp.maximum(k, 1), select)
     ties_to_prune = k - below  # entries equal to kth that must go
 
     def split_ties(_):

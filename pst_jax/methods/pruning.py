@@ -28,7 +28,7 @@ from jax import lax
 
 from pst_jax.core.model import masked_matrices, read_matrices, rewrite_matrices
 from pst_jax.core.rules import Plan, flatten, unflatten
-from pst_jax.core.topk import keep_masks, kth_smallest_key, sortable_keys, topk_masks
+from pst_jax.core.topk import keep_masks, kth_smallest, sortable_keys, topk_masks
 from pst_jax.core.types import Array, FlatParams, Params
 from pst_jax.methods.base import Method, Trainable
 
@@ -191,7 +191,7 @@ def _threshold_keep(scores: Array, threshold: Array, min_keep: float | None) -> 
     def floor_keep(_):
         # As the reference: threshold at the (n - n_min)-th smallest score (1-based), keep what is strictly above.
         keys = sortable_keys(scores).ravel()
-        kth, _, _ = kth_smallest_key(keys, jnp.int32(max(n - n_min, 1)))
+        kth, _, _ = kth_smallest(keys, jnp.int32(max(n - n_min, 1)))  # by backend, as the masks
         return (keys > kth).reshape(scores.shape)
 
     return lax.cond(jnp.sum(keep, dtype=jnp.int32) < n_min, floor_keep, lambda _: keep, None)
