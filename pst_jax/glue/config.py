@@ -20,7 +20,7 @@ from pst_jax.training.settings import setting
 # The paper's recipe (BERT-base, GLUE) and the embedded CPU default; explicit flags override both.
 PAPER_RECIPE = {"learning_rate": 3e-5, "epochs": 20, "max_length": 128}
 PAPER_EPOCHS = {"mnli": 10, "qqp": 10}
-EMBEDDED_RECIPE = {"learning_rate": 5e-4, "epochs": 1, "max_length": 64}
+EMBEDDED_RECIPE = {"learning_rate": 5e-4, "epochs": 2, "max_length": 64}
 
 
 @dataclasses.dataclass
@@ -35,7 +35,7 @@ class GlueConfig(ProcessConfig, FolderConfig, MethodConfig):
     batch_size: int = setting(32, "global, across devices")
     eval_batch_size: int = setting(64, "evaluation batch, global across devices")
     max_length: int | None = setting(None, "default 128 (paper), 64 for the embedded default")
-    epochs: int | None = setting(None, "default 20 (10 for mnli, qqp), 1 for the embedded default")
+    epochs: int | None = setting(None, "default 20 (10 for mnli, qqp), 2 for the embedded default")
     max_steps: int | None = setting(None, "stop after this many steps (overrides --epochs)")
     max_eval_samples: int | None = setting(None, "evaluate on the first N rows of each dev split (quick checks)")
     seed: int = setting(43, "seed of the initial factors, the task head, dropout and the shuffle")
