@@ -16,8 +16,12 @@ import jax  # noqa: E402
 import pytest  # noqa: E402
 
 # Many tests compile the same tiny programs (e.g. one GLUE run per task): a persistent compilation cache,
-# private to this session, compiles each once.
-jax.config.update("jax_compilation_cache_dir", tempfile.mkdtemp(prefix="pst_jax_xla_cache_"))
+# private to this test run, compiles each once. Under pytest-xdist (`-n`), the workers of one run share it
+# (its file lock, on when a size limit is set, keeps a worker from reading an entry another is writing).
+_RUN = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+_CACHE = Path(tempfile.gettempdir()) / f"pst_jax_xla_cache_{_RUN}" if _RUN else tempfile.mkdtemp(prefix="pst_jax_xla_")
+jax.config.update("jax_compilation_cache_dir", str(_CACHE))
+jax.config.update("jax_compilation_cache_max_size", 2**32)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 # Tests compare with float64 NumPy at rtol 1e-5: on a GPU, float32 matmuls would otherwise run in TF32.
 jax.config.update("jax_default_matmul_precision", "highest")
@@ -83,3 +87,9 @@ def gpt2_folder(tmp_path_factory) -> str:
     for name in (FIXTURES / "gpt2_tokenizer").iterdir():
         shutil.copy(name, folder)
     return str(folder)
+
+
+def pytest_sessionfinish(session):
+    """The run's compilation cache goes when the run ends (under xdist: when the controller ends)."""
+    if not hasattr(session.config, "workerinput"):
+        shutil.rmtree(_CACHE, ignore_errors=True)

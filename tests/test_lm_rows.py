@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pst_jax.data.batching import length_buckets
 from pst_jax.nlg.data import NLGExample, load_nlg_dir
 from pst_jax.nlg.rows import encode_for_lm, encode_prompts, lm_batches, prompt_batches
 
@@ -118,3 +119,11 @@ def test_prompt_batches_keep_order_and_fill_the_last_batch(tokenizer):
         last_batch = batch
     assert decoded == [source + EOS for source in sources]
     assert (last_batch["input_ids"][1] == last_batch["input_ids"][0]).all()  # fill rows copy the first prompt
+
+
+@pytest.mark.parametrize(
+    ("max_length", "halves", "expected"),
+    [(128, False, (32, 64, 128)), (128, True, (32, 48, 64, 96, 128)), (70, True, (32, 48, 64, 70)), (32, True, (32,))],
+)
+def test_length_buckets(max_length, halves, expected):
+    assert length_buckets(max_length, smallest=32, halves=halves) == expected

@@ -87,7 +87,7 @@ def check_export(output_dir: str | Path, hub_ok: Callable[[], bool] | None = Non
         )
     mesh = make_mesh(jax.local_devices()[:1])
     forward = jax.jit(lambda params, batch: classification_loss(model)(params, batch, None)[1])
-    buckets = length_buckets(cfg.max_length, smallest=32)
+    buckets = length_buckets(cfg.max_length, smallest=32, halves=True)
     metrics = {}
     for split in task.eval_splits:
         encoded = encode_split(tokenizer, sources.data[split], task, cfg.max_length)

@@ -78,7 +78,7 @@ def fit(
 ) -> dict[str, Any]:
     """Trains (or resumes), evaluates after every epoch, keeps the best evaluation at target sparsity, exports it."""
     mesh = run_mesh(cfg)
-    buckets = length_buckets(cfg.max_length, smallest=32)
+    buckets = length_buckets(cfg.max_length, smallest=32, halves=True)
     with phases("tokenise"):
         train = encode_split(tokenizer, data["train"], task, cfg.max_length)
         evals = {split: encode_split(tokenizer, data[split], task, cfg.max_length) for split in task.eval_splits}
