@@ -18,6 +18,7 @@ Output: a table on stdout, and JSON (``--output``, default ``runs/benchmark-MODE
 
     python -m experiments.benchmark                                   # BERT-base, batch 32, length 128
     python -m experiments.benchmark --model gpt2-medium --batch_size 8 --seq_len 512
+    python -m experiments.benchmark --model embedded --batch_size 32 --seq_len 64 --methods dense,pst  # real weights
 
 With ``--mesh data=D,fsdp=F`` it prints the memory plan instead (per-device bytes of each method's step compiled
 for that mesh from shapes alone, nothing allocated or timed; :mod:`experiments.memory_plan`):
@@ -39,6 +40,7 @@ import jax
 from experiments import memory_plan
 from pst_jax.bench.step_cost import MODELS, breakdown_table, build, check_shapes, measure, table
 from pst_jax.methods.registry import METHOD_NAMES
+from pst_jax.training.errors import InputError
 
 DEFAULT_METHODS = "dense,pst,movement,magnitude,lora"
 
@@ -56,11 +58,16 @@ def _run_isolated(method: str, argv: list[str]) -> dict | None:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--model", default="bert-base", help=f"one of {', '.join(MODELS)} (random weights)")
+    p.add_argument(
+        "--model",
+        default="bert-base",
+        help=f"one of {', '.join(MODELS)} (random weights), or pretrained weights: a model folder, or\n"
+        "embedded (the offline default's MiniLM)",
+    )
     p.add_argument("--methods", default=DEFAULT_METHODS, help=f"comma-separated, from {', '.join(METHOD_NAMES)}")
     p.add_argument("--batch_size", type=int, default=32, help="global batch of the timed step (default 32)")
     p.add_argument("--seq_len", type=int, default=128, help="tokens per row (default 128)")
-    p.add_argument("--sparsity", type=float, default=0.9, help="sparsity the step runs at (default 0.9)")
+    p.add_argument("--sparsity", type=float, default=0.9, help="sparsity the step runs at, in [0, 1) (default 0.9)")
     p.add_argument("--rank", type=int, default=8, help="LoRA's rank (PST's ranks are 8/8)")
     p.add_argument("--steps", type=int, default=5, help="timed steps (median reported)")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps after compiling")
@@ -81,6 +88,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     raw = sys.argv[1:] if argv is None else argv
     args = _parser().parse_args(raw)
+    args.label = args.model if args.model in MODELS or args.model == "embedded" else Path(args.model).name
+    if args.model == "embedded":
+        args.model = _embedded_model()
     if args.mesh is not None:
         return memory_plan.main(_plan_argv(args))
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -88,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     if problems:
         print(f"error: {problems[0]}", file=sys.stderr)
         return 2
-    out = Path(args.output or f"runs/benchmark-{args.model}.json")
+    out = Path(args.output or f"runs/benchmark-{args.label}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     device = jax.devices()[0]
     report = {
@@ -143,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _print_tables(args: argparse.Namespace, report: dict, out: Path) -> None:
-    print(f"{args.model}, batch {args.batch_size} x {args.seq_len} tokens, sparsity {args.sparsity}, "
+    print(f"{args.label}, batch {args.batch_size} x {args.seq_len} tokens, sparsity {args.sparsity}, "
           f"{report['device']}, median of {args.steps} steps")  # fmt: skip
     print(table(report["results"]))
     if args.breakdown:
@@ -160,10 +170,10 @@ def _problems(args: argparse.Namespace, methods: list[str]) -> list[str]:
     ]
     if not methods:
         problems.append(f"--methods names no method; choose from {', '.join(METHOD_NAMES)}")
-    if args.model not in MODELS:
-        problems.append(f"unknown model {args.model!r}; choose from {', '.join(MODELS)}")
-    if not 0.0 < args.sparsity < 1.0:  # also refuses nan
-        problems.append(f"--sparsity must be in (0, 1), got {args.sparsity}")
+    if args.model not in MODELS and not (Path(args.model) / "config.json").is_file():
+        problems.append(f"unknown model {args.model!r}; choose from {', '.join(MODELS)}, embedded, or a model folder")
+    if not 0.0 <= args.sparsity < 1.0:  # also refuses nan
+        problems.append(f"--sparsity must be in [0, 1), got {args.sparsity}")
     for name in ("batch_size", "seq_len", "steps", "rank"):
         if getattr(args, name) < 1:
             problems.append(f"--{name} must be a positive integer, got {getattr(args, name)}")
@@ -177,12 +187,12 @@ def _problems(args: argparse.Namespace, methods: list[str]) -> list[str]:
             f"--batch_size {args.batch_size} must split evenly over --num_devices {args.num_devices or count} "
             f"(of {count} local devices)"
         )
-    if args.model in MODELS and args.seq_len >= 1 and args.rank >= 1:
+    if not problems and args.seq_len >= 1 and args.rank >= 1:
         try:
             check_shapes(args.model, args.seq_len, args.rank)
         except ValueError as error:
             problems.append(str(error))
-    output = Path(args.output or f"runs/benchmark-{args.model}.json")
+    output = Path(args.output or f"runs/benchmark-{args.label}.json")
     existing = next((p for p in output.parents if p.exists()), Path("."))
     if output.is_dir():
         problems.append(f"--output {output} is a folder; give a JSON file's path")
@@ -195,6 +205,17 @@ def _plan_argv(args: argparse.Namespace) -> list[str]:
     """The memory plan's flags for the benchmark's (its model, methods, mesh and batch shape)."""
     names = ("model", "methods", "mesh", "batch_size", "seq_len", "rank")
     return [item for name in names for item in (f"--{name}", str(getattr(args, name)))]
+
+
+def _embedded_model() -> str:
+    """The folder of the offline default's pretrained MiniLM (``--model embedded``)."""
+    from pst_jax.glue.sources import embedded_model_path
+
+    try:
+        return embedded_model_path()
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def _strip(argv: list[str]) -> list[str]:

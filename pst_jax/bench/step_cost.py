@@ -39,9 +39,11 @@ MODELS = {
 
 
 def model_config(model_name: str) -> Any:
-    """The Hugging Face config of a :data:`MODELS` entry (no weights)."""
-    from transformers import BertConfig, GPT2Config
+    """The Hugging Face config of a :data:`MODELS` entry, or of a model folder (no weights)."""
+    from transformers import AutoConfig, BertConfig, GPT2Config
 
+    if model_name not in MODELS:  # a folder of pretrained weights
+        return AutoConfig.from_pretrained(model_name, num_labels=2)
     family, overrides = MODELS[model_name]
     return BertConfig(**overrides, num_labels=2) if family == "bert" else GPT2Config(**overrides)
 
@@ -51,7 +53,8 @@ def check_shapes(model_name: str, seq_len: int, rank: int) -> None:
     smaller dimension of its smallest sparsified matrices, the ``width x width`` attention projections)."""
     config = model_config(model_name)
     positions, width = (config.n_positions, config.n_embd) if config.model_type == "gpt2" else (
-        config.max_position_embeddings, config.hidden_size)  # fmt: skip
+        config.max_position_embeddings - (config.pad_token_id + 1 if config.model_type == "roberta" else 0),
+        config.hidden_size)  # fmt: skip
     if seq_len > positions:
         raise ValueError(f"--seq_len {seq_len} exceeds {model_name}'s {positions} positions; lower it")
     if rank > width:
@@ -59,30 +62,38 @@ def check_shapes(model_name: str, seq_len: int, rank: int) -> None:
 
 
 def build(model_name: str, batch_size: int, seq_len: int, seed: int = 0) -> tuple[Any, Any, dict[str, np.ndarray]]:
-    """``(model, loss_fn, batch)``: random weights of the named shapes, a batch of random tokens."""
-    from transformers import FlaxBertForSequenceClassification, FlaxGPT2LMHeadModel
+    """``(model, loss_fn, batch)``: random weights of the named shapes (or the pretrained weights of a model
+    folder: real weights have ties that random ones lack), a batch of random tokens."""
+    from transformers import FlaxAutoModelForCausalLM, FlaxAutoModelForSequenceClassification
 
     check_shapes(model_name, seq_len, 1)
     config = model_config(model_name)
     rng = np.random.default_rng(seed)
-    family = MODELS[model_name][0]
-    if family == "bert":
-        model = FlaxBertForSequenceClassification(config, seed=seed)
-        loss_fn = classification_loss(model)
-    else:
-        model = FlaxGPT2LMHeadModel(config, seed=seed)
+    pretrained = {"pretrained_model_name_or_path": model_name} if model_name not in MODELS else {}
+    if config.model_type == "gpt2":
+        model = _load(FlaxAutoModelForCausalLM, config, seed, pretrained)
         loss_fn = causal_lm_loss(model, label_smoothing=0.1)
+    else:
+        model = _load(FlaxAutoModelForSequenceClassification, config, seed, pretrained)
+        loss_fn = classification_loss(model)
     batch = {
         "input_ids": rng.integers(0, config.vocab_size, (batch_size, seq_len)).astype(np.int32),
         "attention_mask": np.ones((batch_size, seq_len), np.int32),
     }
-    if family == "bert":
+    if config.model_type != "gpt2":
         batch |= {
             "token_type_ids": np.zeros((batch_size, seq_len), np.int32),
             "labels": rng.integers(0, 2, batch_size).astype(np.int32),
             "weights": np.ones(batch_size, np.float32),
         }
     return model, loss_fn, batch
+
+
+def _load(auto_class: Any, config: Any, seed: int, pretrained: dict[str, str]) -> Any:
+    """The model of ``config``: from its folder where ``pretrained`` names one, else with random weights."""
+    if pretrained:
+        return auto_class.from_pretrained(**pretrained, config=config, seed=seed)
+    return auto_class.from_config(config, seed=seed)
 
 
 def _timed(fn, args: tuple, repeats: int) -> tuple[list[float], Any]:
