@@ -4,6 +4,7 @@ The package is layered; each layer imports only the ones below it (checked by ``
 
 - :mod:`pst_jax.glue`, :mod:`pst_jax.nlg`: the two applications (GLUE classification, data-to-text generation);
 - :mod:`pst_jax.training`, :mod:`pst_jax.data`: the training stack, and the data handling both applications share;
+- :mod:`pst_jax.models`: Llama, Mistral and Gemma decoders with numerics that match transformers' PyTorch models;
 - :mod:`pst_jax.methods`: the fine-tuning methods (PST, dense, the pruning baselines, LoRA) and their registry;
 - :mod:`pst_jax.core`: PST's math over one matrix and a whole parameter tree; no Hugging Face, no I/O.
 
@@ -16,7 +17,10 @@ from pst_jax.core.model import init_pst, kernel_sparsity, masks, merge
 from pst_jax.core.pst import adapted_kernel, factor_shapes, importance, init_factors, masked_kernel
 from pst_jax.core.rules import (
     BERT_RULES,
+    GEMMA_RULES,
     GPT2_RULES,
+    LLAMA_RULES,
+    MISTRAL_RULES,
     ROBERTA_RULES,
     Matrix,
     Plan,
@@ -53,7 +57,10 @@ __version__ = "0.1.0"
 __all__ = [
     "BERT_RULES",
     "METHOD_NAMES",
+    "GEMMA_RULES",
     "GPT2_RULES",
+    "LLAMA_RULES",
+    "MISTRAL_RULES",
     "ROBERTA_RULES",
     "Matrix",
     "ParamCount",

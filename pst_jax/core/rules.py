@@ -124,11 +124,41 @@ GPT2_RULES = RuleSet(
     ),
 )
 
-RULE_SETS: dict[str, RuleSet] = {"bert": BERT_RULES, "roberta": ROBERTA_RULES, "gpt2": GPT2_RULES}
+_DECODER_LAYER = r"(^|/)layers/\d+/"
+#: Llama-family decoders (Hugging Face Flax Llama, Mistral, Gemma; ``nn.Dense`` kernels ``(d_in, d_out)``):
+#: q, k, v, o (k and v are ``(d, kv_heads * head_dim)`` under grouped-query attention) and the gated MLP's
+#: gate, up and down of every layer. As for GPT-2, the LM head is frozen (Gemma's is the tied embedding).
+LLAMA_RULES = RuleSet(
+    "llama",
+    (
+        Rule(_DECODER_LAYER + r"(self_attn/(q|k|v|o)_proj|mlp/(gate|up|down)_proj)/kernel$", "sparse"),
+        Rule(r"^(score|classifier)/", "head"),
+        Rule(r"(^|/)embed_tokens/embedding$", "frozen"),
+        Rule(r"(^|/)(input_layernorm|post_attention_layernorm|norm)/weight$", "frozen"),
+        Rule(_DECODER_LAYER + r"(self_attn|mlp)/\w+/bias$", "frozen"),  # attention_bias, mlp_bias
+        Rule(r"^lm_head/kernel$", "frozen"),  # untied LM head
+    ),
+)
+MISTRAL_RULES = RuleSet("mistral", LLAMA_RULES.rules)
+GEMMA_RULES = RuleSet("gemma", LLAMA_RULES.rules)
+
+RULE_SETS: dict[str, RuleSet] = {
+    "bert": BERT_RULES,
+    "roberta": ROBERTA_RULES,
+    "gpt2": GPT2_RULES,
+    "llama": LLAMA_RULES,
+    "mistral": MISTRAL_RULES,
+    "gemma": GEMMA_RULES,
+}
 
 
 def rules_for(model_type: str) -> RuleSet:
-    """The ready rule set for a Hugging Face ``config.model_type`` (``bert``, ``roberta``, ``gpt2``)."""
+    """The ready rule set for a Hugging Face ``config.model_type``.
+
+    Example:
+      >>> rules_for("mistral").name, sorted(RULE_SETS)
+      ('mistral', ['bert', 'gemma', 'gpt2', 'llama', 'mistral', 'roberta'])
+    """
     try:
         return RULE_SETS[model_type]
     except KeyError:
