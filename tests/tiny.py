@@ -40,6 +40,38 @@ def gpt2(seed: int = 0):
     return FlaxGPT2LMHeadModel(config, seed=seed)
 
 
+#: Tiny decoder configs: 2 layers, 64 wide, 4 query heads sharing 2 key-value heads (head_dim 16). The init is
+#: ten times the families' 0.02 so that attention is sharp enough for a wrong rotation to change the logits.
+_DECODER = dict(
+    vocab_size=VOCAB,
+    hidden_size=64,
+    intermediate_size=96,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=128,
+    initializer_range=0.2,
+)
+
+
+def decoder_config(model_type: str, **overrides):
+    """A tiny ``llama``, ``mistral`` or ``gemma`` config (Gemma: ``head_dim`` 16, its default is 256)."""
+    from transformers import GemmaConfig, LlamaConfig, MistralConfig
+
+    if model_type == "gemma":
+        base = dict(_DECODER, head_dim=16, hidden_activation="gelu_pytorch_tanh")
+        return GemmaConfig(**{**base, **overrides})
+    config_class = {"llama": LlamaConfig, "mistral": MistralConfig}[model_type]
+    return config_class(**{**_DECODER, **overrides})
+
+
+def decoder(model_type: str, seed: int = 0, **overrides):
+    """A tiny decoder with the fixed numerics (:func:`pst_jax.models.decoder_from_config`)."""
+    from pst_jax.models import decoder_from_config
+
+    return decoder_from_config(decoder_config(model_type, **overrides), seed=seed)
+
+
 def classification_batch(rng: np.random.Generator, batch: int = 16, length: int = 8) -> dict[str, np.ndarray]:
     """Random tokens; the first one is 5 or 6 and gives the label."""
     ids = rng.integers(7, VOCAB, (batch, length)).astype(np.int32)
