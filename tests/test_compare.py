@@ -19,6 +19,7 @@ def offline(monkeypatch):
     monkeypatch.setattr("pst_jax.glue.sources.hub_reachable", lambda: False)
 
 
+@pytest.mark.slow  # the embedded MiniLM, end to end: the README's first command, a few steps per cell
 def test_sweep_writes_table_and_plots_then_resumes(tmp_path, monkeypatch, capsys):
     assert compare.main([*ARGV, "--output_dir", str(tmp_path)]) == 0
     runs = {name: json.loads((tmp_path / name / "results.json").read_text()) for name in ("pst-90", "dense")}

@@ -81,6 +81,7 @@ def _run(model, mesh, steps=3):
     return setup, state, losses
 
 
+@pytest.mark.slow  # two multi-device runs; test_glue's 4 x 2 mesh run covers fsdp in the fast suite
 def test_fsdp4_holds_a_quarter_of_each_large_weight_and_matches_the_replicated_run(bert, devices):
     sharded, state, losses = _run(bert, make_mesh(devices[:4], fsdp=4))
     _, replicated_state, replicated_losses = _run(bert, make_mesh(devices[:4]))

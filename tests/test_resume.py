@@ -198,6 +198,7 @@ def test_a_kill_during_export_keeps_the_earlier_model(glue_reference, tiny_model
     assert "no finished GLUE run" in one_error_line(capsys.readouterr().err)
 
 
+@pytest.mark.slow  # the GLUE test above checks the same mechanism in the fast suite
 def test_nlg_resumes_bit_identically_after_sigkill(gpt2_folder, tmp_path, capsys):
     reference, resumed = tmp_path / "uninterrupted", tmp_path / "resumed"
     assert nlg_launcher.main(nlg_flags(gpt2_folder, reference)) == 0

@@ -24,3 +24,19 @@ def test_a_plain_boolean_setting_is_refused_and_an_inverted_one_round_trips():
     add_flags(parser, Inverted)
     assert from_flags(Inverted, vars(parser.parse_args([]))) == Inverted(train_head=True)
     assert from_flags(Inverted, vars(parser.parse_args(["--freeze_head"]))) == Inverted(train_head=False)
+
+
+def test_recipes_fill_only_what_is_unset():
+    """The embedded CPU recipe and the paper's fill the settings left at None; an explicit flag always wins."""
+    from pst_jax.glue.config import GlueConfig, resolve_recipe
+    from pst_jax.glue.tasks import get_task
+
+    sst2, mnli = get_task("sst2"), get_task("mnli")
+    embedded = resolve_recipe(GlueConfig(), sst2, embedded=True)
+    assert (embedded.learning_rate, embedded.epochs, embedded.max_length) == (5e-4, 2, 64)
+    assert (embedded.dtype, embedded.frozen_dtype) == ("bfloat16", "bfloat16")
+    paper = resolve_recipe(GlueConfig(), mnli, embedded=False)
+    assert (paper.learning_rate, paper.epochs, paper.max_length) == (3e-5, 10, 128)
+    assert (paper.dtype, paper.frozen_dtype) == ("float32", "float32")
+    explicit = resolve_recipe(GlueConfig(dtype="float32", epochs=1), sst2, embedded=True)
+    assert (explicit.dtype, explicit.frozen_dtype, explicit.epochs) == ("float32", "bfloat16", 1)

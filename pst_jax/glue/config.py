@@ -18,9 +18,15 @@ from pst_jax.training.run_folder import FolderConfig
 from pst_jax.training.settings import setting
 
 # The paper's recipe (BERT-base, GLUE) and the embedded CPU default; explicit flags override both.
-PAPER_RECIPE = {"learning_rate": 3e-5, "epochs": 20, "max_length": 128}
+PAPER_RECIPE = {"learning_rate": 3e-5, "epochs": 20, "max_length": 128, "dtype": "float32", "frozen_dtype": "float32"}
 PAPER_EPOCHS = {"mnli": 10, "qqp": 10}
-EMBEDDED_RECIPE = {"learning_rate": 5e-4, "epochs": 2, "max_length": 64}
+EMBEDDED_RECIPE = {
+    "learning_rate": 5e-4,
+    "epochs": 2,
+    "max_length": 64,
+    "dtype": "bfloat16",
+    "frozen_dtype": "bfloat16",
+}
 
 
 @dataclasses.dataclass
@@ -36,6 +42,16 @@ class GlueConfig(ProcessConfig, FolderConfig, MethodConfig):
     eval_batch_size: int = setting(64, "evaluation batch, global across devices")
     max_length: int | None = setting(None, "default 128 (paper), 64 for the embedded default")
     epochs: int | None = setting(None, "default 20 (10 for mnli, qqp), 2 for the embedded default")
+    dtype: str | None = setting(
+        None,
+        "compute dtype of the model (float32 or bfloat16); what is trained, and its optimizer state, stay float32\n"
+        "(default float32; bfloat16 for the embedded default)",
+    )
+    frozen_dtype: str | None = setting(
+        None,
+        "storage dtype of the frozen pretrained matrices (float32 or bfloat16; pst, lora); the adapted and\n"
+        "masked kernels are formed in float32 from them (default float32; bfloat16 for the embedded default)",
+    )
     max_steps: int | None = setting(None, "stop after this many steps (overrides --epochs)")
     max_eval_samples: int | None = setting(None, "evaluate on the first N rows of each dev split (quick checks)")
     seed: int = setting(43, "seed of the initial factors, the task head, dropout and the shuffle")

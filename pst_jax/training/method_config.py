@@ -109,8 +109,8 @@ def check_method_config(cfg: MethodConfig) -> None:
         raise ValueError(f"--weight_init_std must be a positive number, got {cfg.weight_init_std}")
     if cfg.scores_learning_rate is not None and cfg.scores_learning_rate <= 0:
         raise ValueError(f"--scores_learning_rate must be positive, got {cfg.scores_learning_rate}")
-    for name in ("dtype", "frozen_dtype"):
-        if getattr(cfg, name) not in DTYPE_NAMES:
+    for name in ("dtype", "frozen_dtype"):  # None: a task's recipe decides (GLUE's embedded default)
+        if getattr(cfg, name) is not None and getattr(cfg, name) not in DTYPE_NAMES:
             raise ValueError(f"unknown --{name} {getattr(cfg, name)!r}; choose from {', '.join(DTYPE_NAMES)}")
 
 
