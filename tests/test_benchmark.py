@@ -3,6 +3,7 @@
 import json
 
 import jax
+import pytest
 
 from experiments import benchmark
 from pst_jax import make_plan, rules_for, trainable_parameters
@@ -43,6 +44,7 @@ def test_benchmark_rejects_bad_flags(capsys):
     assert "--batch_size 4 must split evenly over --num_devices 8" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # two more compiled steps and XLA's liveness dump
 def test_breakdown_says_what_is_live_at_the_peak(tmp_path, capsys):
     out = tmp_path / "bench.json"
     argv = ["--model", "tiny-bert", "--batch_size", "4", "--seq_len", "16", "--steps", "1", "--warmup", "0"]

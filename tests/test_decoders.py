@@ -409,6 +409,7 @@ def test_pst_trains_a_tiny_llama_and_exports_a_checkpoint_the_stock_class_loads(
         np.testing.assert_array_equal(np.asarray(loaded[path]), value, err_msg=path)
 
 
+@pytest.mark.slow  # PST on a tiny Llama runs in the fast suite
 @pytest.mark.parametrize("model_type,name", [("mistral", "movement"), ("gemma", "lora")])
 def test_baselines_train_the_other_families(model_type, name, steps=3):
     """A pruning baseline and LoRA through the same step on Mistral and Gemma (one family each keeps this fast)."""

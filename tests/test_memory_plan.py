@@ -8,6 +8,7 @@ from pst_jax.bench.memory_plan import plan_step
 from pst_jax.training.sharding import make_mesh
 
 
+@pytest.mark.slow  # four compiles; the launcher test compiles the plan in the fast suite
 def test_fsdp_divides_what_each_device_holds(devices):
     replicated = plan_step("tiny-gpt2", "dense", make_mesh(devices), batch_size=8, seq_len=32)
     sharded = plan_step("tiny-gpt2", "dense", make_mesh(devices, fsdp=8), batch_size=8, seq_len=32)

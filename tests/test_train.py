@@ -70,6 +70,7 @@ def run_steps(model, mesh, n=3):
     return losses, jax.device_get(state.trainable)
 
 
+@pytest.mark.slow  # test_glue's 4 x 2 mesh run checks the same in the fast suite
 def test_eight_devices_match_one(bert, devices):
     mesh8 = make_mesh(devices)
     plan, state, frozen, _, _ = setup(bert, BERT_RULES, classification_loss(bert), mesh=mesh8)
