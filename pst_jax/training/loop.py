@@ -109,7 +109,7 @@ class TrainLoop:
                     self.train_step.jitted.lower(state, self.frozen, sharded, np.float32(sparsity)).compile()
             if pending is None:
                 self._done = time.perf_counter()
-            state, metrics = self.train_step(state, self.frozen, sharded, sparsity)  # compiles here if new
+            state, metrics = self.train_step(state, self.frozen, sharded, sparsity)  # a new width: traced again
             if pending is not None:
                 self._finish(pending, compiled=pending[2] or compiles)
             pending = (metrics, sharded, compiles and pending is None)  # first of the epoch: own compile
