@@ -38,7 +38,8 @@ from pathlib import Path
 import jax
 
 from experiments import memory_plan
-from pst_jax.bench.step_cost import MODELS, breakdown_table, build, check_shapes, measure, table
+from pst_jax.bench.models import MODELS
+from pst_jax.bench.step_cost import breakdown_table, build, check_fits_host, check_shapes, measure, table
 from pst_jax.methods.registry import METHOD_NAMES
 from pst_jax.training.errors import InputError
 
@@ -69,6 +70,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seq_len", type=int, default=128, help="tokens per row (default 128)")
     p.add_argument("--sparsity", type=float, default=0.9, help="sparsity the step runs at, in [0, 1) (default 0.9)")
     p.add_argument("--rank", type=int, default=8, help="LoRA's rank (PST's ranks are 8/8)")
+    p.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16"),
+        default="float32",
+        help="compute dtype and storage of the frozen matrices (default float32; the GLUE embedded default's is\n"
+        "bfloat16); trainable parameters and optimizer state stay float32",
+    )
     p.add_argument("--steps", type=int, default=5, help="timed steps (median reported)")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps after compiling")
     p.add_argument("--num_devices", type=int, help="use the first N local devices (default all)")
@@ -106,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         "batch_size": args.batch_size,
         "seq_len": args.seq_len,
         "sparsity": args.sparsity,
+        "dtype": args.dtype,
         "steps": args.steps,
         "warmup": args.warmup,
         "device": f"{jax.local_device_count()} x {device.device_kind} ({device.platform})",
@@ -116,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     in_process = args.no_isolate or len(methods) == 1
     if in_process:
-        model, loss_fn, batch = build(args.model, args.batch_size, args.seq_len)
+        model, loss_fn, batch = build(args.model, args.batch_size, args.seq_len, dtype=args.dtype)
     for i, method in enumerate(methods, 1):
         if not args.quiet:
             print(f"[{i}/{len(methods)}] {method} ...", file=sys.stderr, flush=True)
@@ -132,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                 warmup=args.warmup,
                 steps=args.steps,
                 breakdown=args.breakdown,
+                frozen_dtype=args.dtype,
             )
             if in_process
             else _run_isolated(method, _strip(raw))
@@ -153,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _print_tables(args: argparse.Namespace, report: dict, out: Path) -> None:
-    print(f"{args.label}, batch {args.batch_size} x {args.seq_len} tokens, sparsity {args.sparsity}, "
+    print(f"{args.label}, batch {args.batch_size} x {args.seq_len} tokens, {args.dtype}, sparsity {args.sparsity}, "
           f"{report['device']}, median of {args.steps} steps")  # fmt: skip
     print(table(report["results"]))
     if args.breakdown:
@@ -190,6 +200,7 @@ def _problems(args: argparse.Namespace, methods: list[str]) -> list[str]:
     if not problems and args.seq_len >= 1 and args.rank >= 1:
         try:
             check_shapes(args.model, args.seq_len, args.rank)
+            check_fits_host(args.model)
         except ValueError as error:
             problems.append(str(error))
     output = Path(args.output or f"runs/benchmark-{args.label}.json")
@@ -203,7 +214,7 @@ def _problems(args: argparse.Namespace, methods: list[str]) -> list[str]:
 
 def _plan_argv(args: argparse.Namespace) -> list[str]:
     """The memory plan's flags for the benchmark's (its model, methods, mesh and batch shape)."""
-    names = ("model", "methods", "mesh", "batch_size", "seq_len", "rank")
+    names = ("model", "methods", "mesh", "batch_size", "seq_len", "rank", "dtype")
     return [item for name in names for item in (f"--{name}", str(getattr(args, name)))]
 
 

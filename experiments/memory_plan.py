@@ -12,7 +12,7 @@ import sys
 import jax
 
 from pst_jax.bench.memory_plan import plan_step
-from pst_jax.bench.step_cost import MODELS
+from pst_jax.bench.models import MODELS
 from pst_jax.methods.registry import METHOD_NAMES
 from pst_jax.training.sharding import mesh_from_flag
 
@@ -25,6 +25,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch_size", type=int, default=8, help="global batch (default 8)")
     p.add_argument("--seq_len", type=int, default=512, help="tokens per row (default 512)")
     p.add_argument("--rank", type=int, default=8, help="LoRA's rank (PST's ranks are 8/8)")
+    p.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16"),
+        default="float32",
+        help="compute dtype and storage of the frozen matrices (trainable parameters and optimizer state stay\n"
+        "float32)",
+    )
     args = p.parse_args(argv)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     problems = [
@@ -44,10 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     if problems:
         print(f"error: {problems[0]}", file=sys.stderr)
         return 2
-    print(f"{args.model}, batch {args.batch_size} x {args.seq_len}, mesh {dict(mesh.shape)}, GiB per device")
+    shape = f"batch {args.batch_size} x {args.seq_len}, {args.dtype}, mesh {dict(mesh.shape)}"
+    print(f"{args.model}, {shape}, GiB per device")
     print("| method | arguments | temporaries | outputs | total |\n| --- | ---: | ---: | ---: | ---: |")
     for method in methods:
-        plan = plan_step(args.model, method, mesh, args.batch_size, args.seq_len, args.rank)
+        plan = plan_step(args.model, method, mesh, args.batch_size, args.seq_len, args.rank, args.dtype)
         gib = {k: v / 2**30 for k, v in plan["bytes"].items()}
         print(
             f"| {method} | {gib['arguments']:.2f} | {gib['temporaries']:.2f} | {gib['outputs']:.2f} "

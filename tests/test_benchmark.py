@@ -7,6 +7,7 @@ import pytest
 
 from experiments import benchmark
 from pst_jax import make_plan, rules_for, trainable_parameters
+from pst_jax.bench import step_cost
 from pst_jax.core.pst import num_factor_params
 
 
@@ -35,11 +36,17 @@ def test_benchmark_reports_each_method(tmp_path, capsys):
     assert "| pst | " in table and "| lora | " in table
 
 
-def test_benchmark_rejects_bad_flags(capsys):
+def test_benchmark_rejects_bad_flags(capsys, monkeypatch):
     assert benchmark.main(["--methods", "pst,sorting"]) == 2
     assert capsys.readouterr().err.strip().startswith("error: unknown method 'sorting'; choose from pst, ")
     assert benchmark.main(["--model", "bert-huge"]) == 2
     assert "unknown model 'bert-huge'" in capsys.readouterr().err
+    monkeypatch.setattr(step_cost, "host_memory_bytes", lambda: 24 * 2**30)  # 8.03e9 float32 weights: 29.9 GiB
+    assert benchmark.main(["--model", "llama-3-8b", "--batch_size", "8"]) == 2
+    assert capsys.readouterr().err == (
+        "error: llama-3-8b's float32 weights (30 GiB) exceed this host's memory (24 GiB); "
+        "plan it from shapes with --mesh data=D,fsdp=F\n"
+    )
     assert benchmark.main(["--batch_size", "4"]) == 2  # the tests' 8 fake devices
     assert "--batch_size 4 must split evenly over --num_devices 8" in capsys.readouterr().err
 

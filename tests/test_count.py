@@ -40,3 +40,17 @@ def test_ranks_and_head_switch_on_a_real_tree(bert):
     assert count.pst == sum(x.size for x in jax.tree.leaves(factors))
     assert count.trainable == count.pst
     assert count.model == sum(x.size for x in flatten(bert.params).values())
+
+
+def test_llama_2_7b_is_its_published_size_and_pst_counts_each_projection():
+    from pst_jax.bench.models import abstract_params, model_config, unbuilt_model
+    from pst_jax.core.rules import rules_for
+
+    shapes = abstract_params(unbuilt_model(model_config("llama-2-7b")))
+    plan = make_plan(shapes, rules_for("llama"))
+    count = count_parameters(shapes, plan, train_head=False)
+    d, f, vocab, layers = 4096, 11008, 32000, 32
+    assert count.model == 6_738_415_616  # the "7B" of the model card
+    assert count.model == layers * (4 * d * d + 3 * d * f + 2 * d) + 2 * vocab * d + d
+    assert count.pst == layers * (4 * per_matrix(d, d) + 2 * per_matrix(d, f) + per_matrix(f, d))
+    assert count.head == 0 and len(plan.matrices) == 7 * layers

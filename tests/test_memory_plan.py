@@ -1,5 +1,6 @@
 """The memory plan: a step compiled from shapes only, per-device bytes that shrink with fsdp."""
 
+import jax
 import pytest
 
 from experiments import benchmark
@@ -29,9 +30,24 @@ def test_bad_flags_are_one_line_errors(capsys):
     assert capsys.readouterr().err == "error: --seq_len must be a positive integer, got 0\n"
 
 
-@pytest.mark.parametrize("method", ["pst"])
-def test_the_benchmark_with_a_mesh_prints_the_plan(method, capsys):
-    argv = ["--model", "tiny-gpt2", "--methods", method, "--mesh", "fsdp=8", "--seq_len", "32", "--batch_size", "8"]
-    assert benchmark.main(argv) == 0
+@pytest.mark.parametrize("model,dtype", [("tiny-gpt2", "float32"), ("tiny-llama", "bfloat16")])
+def test_the_benchmark_with_a_mesh_prints_the_plan(model, dtype, capsys):
+    argv = ["--model", model, "--methods", "pst", "--mesh", "fsdp=8", "--seq_len", "32", "--batch_size", "8"]
+    assert benchmark.main([*argv, "--dtype", dtype]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[1] == "| method | arguments | temporaries | outputs | total |" and out[3].startswith(f"| {method} |")
+    assert out[0] == f"{model}, batch 8 x 32, {dtype}, mesh {{'data': 1, 'fsdp': 8}}, GiB per device"
+    assert out[1] == "| method | arguments | temporaries | outputs | total |" and out[3].startswith("| pst |")
+
+
+@pytest.mark.slow  # two compiles; the launcher test plans the tiny Llama in bfloat16 in the fast suite
+def test_bfloat16_halves_the_frozen_weights_of_a_decoder(devices):
+    from pst_jax.bench.models import abstract_params, model_config, unbuilt_model
+
+    mesh = make_mesh(devices[:1])
+    plans = {dtype: plan_step("tiny-llama", "pst", mesh, 8, 32, dtype=dtype) for dtype in ("float32", "bfloat16")}
+    params = jax.tree.leaves(abstract_params(unbuilt_model(model_config("tiny-llama"))))
+    matrices = sum(x.size for x in params if x.ndim >= 2)
+    # PST keeps every weight frozen (its factors, the state and the batch are the same in both plans): storing the
+    # matrices in bfloat16 saves 2 bytes each (the norms' vectors stay float32)
+    saved = plans["float32"]["bytes"]["arguments"] - plans["bfloat16"]["bytes"]["arguments"]
+    assert saved == 2 * matrices and matrices < sum(x.size for x in params)

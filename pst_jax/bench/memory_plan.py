@@ -18,8 +18,9 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh
 
-from pst_jax.bench.step_cost import MODELS, model_config
+from pst_jax.bench.models import CAUSAL_FAMILIES, abstract_params, model_config, unbuilt_model
 from pst_jax.core.rules import make_plan, rules_for
+from pst_jax.methods.base import with_frozen_dtype
 from pst_jax.methods.registry import make_method
 from pst_jax.training.losses import causal_lm_loss, classification_loss
 from pst_jax.training.optim import make_optimizer
@@ -33,24 +34,31 @@ def _abstract(tree: Any, mesh: Mesh) -> Any:
     return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings)
 
 
-def _model(model_name: str) -> tuple[Any, Any]:
-    from transformers import FlaxBertForSequenceClassification, FlaxGPT2LMHeadModel
-
-    config = model_config(model_name)
-    if MODELS[model_name][0] == "bert":
-        model = FlaxBertForSequenceClassification(config, _do_init=False)
-        return model, classification_loss(model)
-    model = FlaxGPT2LMHeadModel(config, _do_init=False)
-    return model, causal_lm_loss(model)
+def _model(model_name: str, dtype: str) -> tuple[Any, Any, bool]:
+    """``(model, loss_fn, causal)``: the unbuilt model computing in ``dtype``, its loss, whether it is a causal LM."""
+    model = unbuilt_model(model_config(model_name), dtype=jnp.dtype(dtype))
+    causal = model.config.model_type in CAUSAL_FAMILIES
+    return model, causal_lm_loss(model) if causal else classification_loss(model), causal
 
 
 def plan_step(
-    model_name: str, method_name: str, mesh: Mesh, batch_size: int, seq_len: int, rank: int = 8
+    model_name: str,
+    method_name: str,
+    mesh: Mesh,
+    batch_size: int,
+    seq_len: int,
+    rank: int = 8,
+    dtype: str = "float32",
 ) -> dict[str, Any]:
-    """Per-device bytes of ``method_name``'s train step for ``model_name`` on ``mesh`` (see the module docstring)."""
-    model, loss_fn = _model(model_name)
-    params = jax.eval_shape(lambda key: model.init_weights(key, (1, seq_len)), jax.random.key(0))
+    """Per-device bytes of ``method_name``'s train step for ``model_name`` on ``mesh`` (see the module docstring).
+
+    ``dtype`` is both the compute dtype and the storage of the frozen matrices (``--dtype`` and ``--frozen_dtype``
+    of the experiments); trainable parameters and the optimizer state stay float32.
+    """
+    model, loss_fn, causal = _model(model_name, dtype)
+    params = abstract_params(model, seq_len)
     method = make_method(method_name, make_plan(params, rules_for(model.config.model_type)), lora_rank=rank)
+    method = with_frozen_dtype(method, jnp.dtype(dtype))
     optimizer = make_optimizer(method, 1e-4, 1000)
 
     def init(params: Any) -> tuple[TrainState, Any]:
@@ -60,7 +68,7 @@ def plan_step(
     state, frozen = (_abstract(tree, mesh) for tree in jax.eval_shape(init, params))
     rows = jax.ShapeDtypeStruct((batch_size, seq_len), jnp.int32, sharding=data_sharded(mesh))
     batch = {"input_ids": rows, "attention_mask": rows}
-    if model.config.model_type == "bert":
+    if not causal:
         batch["labels"] = jax.ShapeDtypeStruct((batch_size,), jnp.int32, sharding=data_sharded(mesh))
     step = jax.jit(
         make_train_step(loss_fn, method, optimizer),
@@ -75,4 +83,5 @@ def plan_step(
         "aliased": memory.alias_size_in_bytes,
     }
     total = parts["arguments"] + parts["temporaries"] + parts["outputs"] - parts["aliased"]
-    return {"model": model_name, "method": method_name, "mesh": dict(mesh.shape), "bytes": parts, "total": total}
+    return {"model": model_name, "method": method_name, "mesh": dict(mesh.shape), "dtype": dtype, "bytes": parts,
+            "total": total}  # fmt: skip

@@ -7,6 +7,7 @@ time); optionally what is live at the step's peak (:mod:`pst_jax.training.peak_m
 ``experiments/benchmark.py`` runs it per method, each in its own process, and prints :func:`table`.
 """
 
+import os
 import statistics
 import time
 from typing import Any
@@ -15,7 +16,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pst_jax.bench.models import CAUSAL_FAMILIES, MODELS, float32_bytes, model_config, positions_and_width
 from pst_jax.core.rules import make_plan, rules_for
+from pst_jax.methods.base import with_frozen_dtype
 from pst_jax.methods.registry import make_method
 from pst_jax.training import peak_memory, profiling
 from pst_jax.training.losses import causal_lm_loss, classification_loss
@@ -23,64 +26,43 @@ from pst_jax.training.optim import make_optimizer
 from pst_jax.training.sharding import make_mesh, shard_batch
 from pst_jax.training.step import init_train_state, jit_train_step, make_train_step
 
-# name: (family, config overrides); the defaults of BertConfig / GPT2Config are BERT-base / GPT-2 small.
-MODELS = {
-    "bert-base": ("bert", {}),
-    "bert-large": ("bert", {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16,
-                            "intermediate_size": 4096}),
-    "gpt2": ("gpt2", {}),
-    "gpt2-medium": ("gpt2", {"n_embd": 1024, "n_layer": 24, "n_head": 16}),
-    "gpt2-large": ("gpt2", {"n_embd": 1280, "n_layer": 36, "n_head": 20}),
-    "gpt2-xl": ("gpt2", {"n_embd": 1600, "n_layer": 48, "n_head": 25}),
-    "tiny-bert": ("bert", {"vocab_size": 128, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
-                           "intermediate_size": 48, "max_position_embeddings": 64}),
-    "tiny-gpt2": ("gpt2", {"vocab_size": 128, "n_embd": 32, "n_layer": 2, "n_head": 2, "n_positions": 64}),
-}  # fmt: skip
-
-
-def model_config(model_name: str) -> Any:
-    """The Hugging Face config of a :data:`MODELS` entry, or of a model folder (no weights)."""
-    from transformers import AutoConfig, BertConfig, GPT2Config
-
-    if model_name not in MODELS:  # a folder of pretrained weights
-        return AutoConfig.from_pretrained(model_name, num_labels=2)
-    family, overrides = MODELS[model_name]
-    return BertConfig(**overrides, num_labels=2) if family == "bert" else GPT2Config(**overrides)
-
 
 def check_shapes(model_name: str, seq_len: int, rank: int) -> None:
     """A one-line ``ValueError`` where ``seq_len`` exceeds the model's positions, or ``rank`` its width (the
     smaller dimension of its smallest sparsified matrices, the ``width x width`` attention projections)."""
-    config = model_config(model_name)
-    positions, width = (config.n_positions, config.n_embd) if config.model_type == "gpt2" else (
-        config.max_position_embeddings - (config.pad_token_id + 1 if config.model_type == "roberta" else 0),
-        config.hidden_size)  # fmt: skip
+    positions, width = positions_and_width(model_config(model_name))
     if seq_len > positions:
         raise ValueError(f"--seq_len {seq_len} exceeds {model_name}'s {positions} positions; lower it")
     if rank > width:
         raise ValueError(f"--rank {rank} exceeds the {width} x {width} matrices of {model_name}; give at most {width}")
 
 
-def build(model_name: str, batch_size: int, seq_len: int, seed: int = 0) -> tuple[Any, Any, dict[str, np.ndarray]]:
-    """``(model, loss_fn, batch)``: random weights of the named shapes (or the pretrained weights of a model
-    folder: real weights have ties that random ones lack), a batch of random tokens."""
-    from transformers import FlaxAutoModelForCausalLM, FlaxAutoModelForSequenceClassification
+def check_fits_host(model_name: str) -> None:
+    """A one-line ``ValueError`` where a named model's float32 weights alone exceed this host's memory."""
+    if model_name in MODELS and float32_bytes(model_name) > host_memory_bytes():
+        raise ValueError(
+            f"{model_name}'s float32 weights ({float32_bytes(model_name) / 2**30:.0f} GiB) exceed this host's "
+            f"memory ({host_memory_bytes() / 2**30:.0f} GiB); plan it from shapes with --mesh data=D,fsdp=F"
+        )
 
+
+def build(
+    model_name: str, batch_size: int, seq_len: int, seed: int = 0, dtype: str = "float32"
+) -> tuple[Any, Any, dict[str, np.ndarray]]:
+    """``(model, loss_fn, batch)``: random weights of the named shapes (or the pretrained weights of a model
+    folder: real weights have ties that random ones lack) computing in ``dtype``, a batch of random tokens."""
     check_shapes(model_name, seq_len, 1)
+    check_fits_host(model_name)
     config = model_config(model_name)
     rng = np.random.default_rng(seed)
-    pretrained = {"pretrained_model_name_or_path": model_name} if model_name not in MODELS else {}
-    if config.model_type == "gpt2":
-        model = _load(FlaxAutoModelForCausalLM, config, seed, pretrained)
-        loss_fn = causal_lm_loss(model, label_smoothing=0.1)
-    else:
-        model = _load(FlaxAutoModelForSequenceClassification, config, seed, pretrained)
-        loss_fn = classification_loss(model)
+    model = _load(config, seed, None if model_name in MODELS else model_name, jnp.dtype(dtype))
+    causal = config.model_type in CAUSAL_FAMILIES
+    loss_fn = causal_lm_loss(model, label_smoothing=0.1) if causal else classification_loss(model)
     batch = {
         "input_ids": rng.integers(0, config.vocab_size, (batch_size, seq_len)).astype(np.int32),
         "attention_mask": np.ones((batch_size, seq_len), np.int32),
     }
-    if config.model_type != "gpt2":
+    if not causal:
         batch |= {
             "token_type_ids": np.zeros((batch_size, seq_len), np.int32),
             "labels": rng.integers(0, 2, batch_size).astype(np.int32),
@@ -89,11 +71,23 @@ def build(model_name: str, batch_size: int, seq_len: int, seed: int = 0) -> tupl
     return model, loss_fn, batch
 
 
-def _load(auto_class: Any, config: Any, seed: int, pretrained: dict[str, str]) -> Any:
-    """The model of ``config``: from its folder where ``pretrained`` names one, else with random weights."""
-    if pretrained:
-        return auto_class.from_pretrained(**pretrained, config=config, seed=seed)
-    return auto_class.from_config(config, seed=seed)
+def host_memory_bytes() -> int:
+    """Physical memory of this host."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _load(config: Any, seed: int, folder: str | None, dtype: Any) -> Any:
+    """The model of ``config`` computing in ``dtype``: from ``folder`` where given, else with random weights."""
+    from transformers import FlaxAutoModelForCausalLM, FlaxAutoModelForSequenceClassification
+
+    from pst_jax.models.decoders import MODEL_TYPES, load_decoder
+
+    if config.model_type in MODEL_TYPES:
+        return load_decoder(folder or config, seed=seed, dtype=dtype)
+    auto_class = FlaxAutoModelForCausalLM if config.model_type == "gpt2" else FlaxAutoModelForSequenceClassification
+    if folder:
+        return auto_class.from_pretrained(folder, config=config, seed=seed, dtype=dtype)
+    return auto_class.from_config(config, seed=seed, dtype=dtype)
 
 
 def _timed(fn, args: tuple, repeats: int) -> tuple[list[float], Any]:
@@ -118,12 +112,14 @@ def measure(
     warmup: int,
     steps: int,
     breakdown: bool,
+    frozen_dtype: str = "float32",
 ) -> dict:
     """One method's figures (see the module docstring): ``steps`` timed steps after ``warmup`` untimed ones, on the
     first ``num_devices`` local devices (all where None); LoRA at ``rank``; ``breakdown`` adds what is live at the
-    step's peak."""
+    step's peak; frozen matrices are stored in ``frozen_dtype``."""
     plan = make_plan(model.params, rules_for(model.config.model_type))
     method = make_method(name, plan, lora_rank=rank, final_sparsity=sparsity)
+    method = with_frozen_dtype(method, jnp.dtype(frozen_dtype))
     traced_sparsity = jnp.float32(sparsity if method.sparse else 0.0)
     tx = make_optimizer(method, 1e-4, 10_000)
     mesh = make_mesh(jax.local_devices()[:num_devices])
