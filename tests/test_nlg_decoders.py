@@ -252,6 +252,14 @@ def test_a_decoder_it_cannot_take_is_a_one_line_error_before_weights_load(
     assert "\n" not in str(error.value) and not (tmp_path / "out").exists()
 
 
+def test_a_tokenizer_without_eos_is_a_one_line_error_before_weights_load(tmp_path):
+    tokenizer = AutoTokenizer.from_pretrained(FIXTURES / "gpt2_tokenizer", eos_token=None)
+    folder = _unloadable_folder(tmp_path / "model", tokenizer)  # its empty weights file would fail to load
+    with pytest.raises(ValueError, match=r"tokenizer of model .* has no eos token") as error:
+        run(_decoder_smoke_config(folder, tmp_path / "out"), hub_ok=NEVER)
+    assert "\n" not in str(error.value)
+
+
 def test_tiny_decoder_launcher_refuses_bad_sizes_in_one_line(capsys, tmp_path):
     tokenizer = str(FIXTURES / "gpt2_tokenizer")
     out = tmp_path / "model"
