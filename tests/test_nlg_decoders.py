@@ -67,9 +67,11 @@ def _search(model, config: Config) -> np.ndarray:
     ("model_type", "overrides"),
     [
         ("llama", {}),
-        # a window of 4 < the 6-token prompt + 10 new tokens: cached keys beyond it must be masked
-        pytest.param("mistral", {"sliding_window": 4}, marks=pytest.mark.slow),  # fast suite: llama, and the cached
-        pytest.param("gemma", {}, marks=pytest.mark.slow),  # forward of both in test_decoders.py
+        # Slow: the fast suite has llama here, and the cached forward of Mistral (window 4) and Gemma in
+        # test_decoders.py::test_cached_decoding_matches_the_full_forward. A window of 4 is shorter than the
+        # 6-token prompt + 10 new tokens: cached keys beyond it must be masked.
+        pytest.param("mistral", {"sliding_window": 4}, marks=pytest.mark.slow),
+        pytest.param("gemma", {}, marks=pytest.mark.slow),
     ],
 )
 def test_cached_beam_search_matches_uncached_decoding(model_type, overrides):
@@ -181,9 +183,11 @@ def _layer_kernels(params: dict, layers: int) -> dict[str, np.ndarray]:
     "name",
     [
         "llama",
-        pytest.param("mistral_window_4", marks=pytest.mark.slow),  # fast suite: the llama run (the same pipeline),
-        pytest.param("mistral_no_window", marks=pytest.mark.slow),  # the cached search above and the families'
-        pytest.param("gemma", marks=pytest.mark.slow),  # numerics and PST training in test_decoders.py
+        # Slow: the fast suite has the llama run (the same pipeline), the cached beam search above, and each
+        # family's numerics and PST or baseline training in test_decoders.py.
+        pytest.param("mistral_window_4", marks=pytest.mark.slow),
+        pytest.param("mistral_no_window", marks=pytest.mark.slow),
+        pytest.param("gemma", marks=pytest.mark.slow),
     ],
 )
 def test_pst_smoke_run_exports_floor_s_n_zeros_per_kernel_and_stock_class_loads_it(name, decoder_folder, tmp_path):
