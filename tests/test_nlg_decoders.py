@@ -184,7 +184,7 @@ def _layer_kernels(params: dict, layers: int) -> dict[str, np.ndarray]:
     [
         "llama",
         # Slow: the fast suite has the llama run (the same pipeline), the cached beam search above, and each
-        # family's numerics and PST or baseline training in test_decoders.py.
+        # family's numerics (and PST training on Llama) in test_decoders.py.
         pytest.param("mistral_window_4", marks=pytest.mark.slow),
         pytest.param("mistral_no_window", marks=pytest.mark.slow),
         pytest.param("gemma", marks=pytest.mark.slow),
