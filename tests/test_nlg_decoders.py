@@ -166,9 +166,9 @@ def _decoder_smoke_config(folder: str, out: Path):
         max_length=64,
         max_new_tokens=8,
         num_beams=3,
-        generate_batch_size=2,
+        generate_batch_size=4,
         max_generate_samples=3,
-        max_eval_samples=2,
+        max_eval_samples=1,
         metrics=("BLEU", "TER"),
     )
 
