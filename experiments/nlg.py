@@ -1,4 +1,4 @@
-"""GPT-2 with PST (or a baseline) on E2E, DART or WebNLG: ``python -m experiments.nlg --task e2e``.
+"""GPT-2, Llama, Mistral or Gemma with PST (or a baseline) on E2E, DART or WebNLG: ``python -m experiments.nlg``.
 
 Trains on the target text of each (input, reference) pair, generates by beam search on the exported
 sparse model and scores the texts (BLEU, NIST, METEOR, ROUGE-L, CIDEr on E2E; BLEU, METEOR, TER on DART
@@ -6,7 +6,8 @@ and WebNLG). The defaults are the paper's recipe; on a GPU/TPU host with the hub
 
     python -m experiments.nlg --task e2e --model gpt2-medium --sparsity 0.9 --output_dir runs/e2e-pst90
 
-Without the hub, give the data in its original files (``--data_dir``) and a local GPT-2 (``--model``).
+Without the hub, give the data in its original files (``--data_dir``) and a local model folder (``--model``;
+``experiments.tiny_gpt2`` and ``experiments.tiny_decoder`` make small random ones).
 """
 
 import argparse

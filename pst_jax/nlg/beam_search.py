@@ -1,4 +1,4 @@
-"""Batched, jitted beam search for Flax GPT-2 with the semantics of LoRA's NLG decoder.
+"""Batched, jitted beam search for Flax causal LMs with the semantics of LoRA's NLG decoder.
 
 The PST paper decodes E2E, DART and WebNLG as LoRA does (microsoft/LoRA ``examples/NLG/src/gpt2_beam.py``):
 beam 10, length penalty 0.8, no repeated 4-grams. Per prompt, with K beams and ``beam_scores`` the sums of
@@ -17,6 +17,12 @@ arises; a dead beam is never taken over a finite candidate and only ever scores 
 replaces a kept candidate (a candidate exists as soon as one beam has died).
 
 Prompts are left-padded: every row's last token is in the last column.
+
+The model is Hugging Face's Flax GPT-2 or a Llama, Mistral or Gemma from :mod:`pst_jax.models` (any model with
+``init_cache(batch, length)`` and a cached ``__call__`` that takes ``position_ids`` and an attention mask over
+the whole cache). Their caches hold, per layer, ``cached_key`` and ``cached_value`` with the batch first
+(``(batch, length, heads or key-value heads, head_dim)``) and a scalar ``cache_index``: every leaf with the
+batch first is copied per beam and reordered with the beams; scalars are shared.
 
 Example:
   >>> generate = make_generate(model, num_beams=10, max_new_tokens=64, length_penalty=0.8,
@@ -96,6 +102,16 @@ def _keep_best(
     return jnp.where(better, top, best_score), jnp.where(better[:, None], tokens, best_tokens)
 
 
+def _check_cache(cache: Any, batch: int) -> None:
+    """A one-line ``ValueError`` for a cache leaf that beams cannot be copied along (shapes only: trace time)."""
+    for path, leaf in jax.tree_util.tree_leaves_with_path(cache):
+        if leaf.ndim and leaf.shape[0] != batch:
+            raise ValueError(
+                f"beam search needs a KV cache whose arrays have the batch first; {jax.tree_util.keystr(path)} "
+                f"has shape {leaf.shape} for a batch of {batch}"
+            )
+
+
 def beam_search(
     model: Any,
     params: Any,
@@ -111,7 +127,7 @@ def beam_search(
     """Beam search with LoRA's NLG semantics (see the module docstring); pure, for ``jax.jit``.
 
     Args:
-      model: a ``FlaxGPT2LMHeadModel`` (any model with its ``init_cache`` and cached ``__call__``).
+      model: a ``FlaxGPT2LMHeadModel`` or a :mod:`pst_jax.models` decoder (see the module docstring).
       params: its parameters, e.g. ``model.params`` or a pruned copy.
       input_ids: [B, P] left-padded prompts.
       attention_mask: [B, P] 1 on prompt tokens, 0 on padding.
@@ -124,6 +140,9 @@ def beam_search(
     Returns:
       [B, max_new_tokens] int32: per prompt the best hypothesis's tokens, with its eos if it has one,
       then eos up to ``max_new_tokens`` columns.
+
+    Raises:
+      ValueError: (when traced) the model's cache has a leaf that is neither a scalar nor batch-first.
     """
     batch, width = input_ids.shape
     k, steps = num_beams, max_new_tokens
@@ -133,6 +152,7 @@ def beam_search(
     mask = jnp.concatenate([attention_mask.astype(jnp.int32), jnp.ones((batch, steps), jnp.int32)], axis=1)
     positions = jnp.clip(jnp.cumsum(attention_mask.astype(jnp.int32), axis=-1) - 1, 0)
     cache = model.init_cache(batch, width + steps)
+    _check_cache(cache, batch)
     out = model(input_ids, attention_mask=mask, position_ids=positions, past_key_values=cache, params=params)
     # Beams are rows b * K + k; the scalar cache leaves (each layer's cache_index) are shared by all rows.
     cache = jax.tree.map(lambda x: jnp.repeat(x, k, axis=0) if x.ndim else x, out.past_key_values)

@@ -28,7 +28,9 @@ class NLGConfig(ProcessConfig, FolderConfig, MethodConfig):
     """Every setting of a data-to-text run; the defaults are the paper's recipe."""
 
     task: str = setting("e2e", f"one of {', '.join(TASKS)}")
-    model: str = setting(PAPER_MODEL, "hub id or local folder of a Flax-loadable GPT-2 (with its tokenizer)")
+    model: str = setting(
+        PAPER_MODEL, "hub id or local folder of a Flax GPT-2, Llama, Mistral or Gemma (with its tokenizer)"
+    )
     learning_rate: float = setting(1e-4, "peak learning rate")
     warmup_steps: int | None = setting(
         None, "linear warm-up, then linear decay to 0 (default 500, or a tenth of a run that is not longer)"

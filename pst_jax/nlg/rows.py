@@ -4,6 +4,9 @@ Rows follow LoRA's ``src/gpt2_encode.py`` (run with ``--add_bos --add_eos`` by `
 and ``FT_Dataset`` in ``src/data_utils.py``: ``tokens(source) + [<|endoftext|>]`` is the prompt (the
 end-of-text token doubles as the separator), ``tokens(" " + reference) + [<|endoftext|>]`` the target;
 the two are concatenated and cut to the first ``max_length`` tokens, and only target tokens carry loss.
+A tokenizer that starts every text with its bos token (Llama's, Mistral's, Gemma's: their models were
+pre-trained on sequences that start with it) puts that bos first in every row and prompt too; GPT-2's adds
+none, so its rows are exactly LoRA's.
 
 Batches have a fixed number of rows and a width from a short list of length buckets, as
 :mod:`pst_jax.data.batching` makes them for classification, so a jitted step compiles once per bucket.
@@ -26,6 +29,15 @@ def _special_ids(tokenizer: Any) -> tuple[int, int]:
     return eos, eos if pad is None else pad
 
 
+def _bos(tokenizer: Any) -> list[int]:
+    """``[bos_token_id]`` where the tokenizer starts a text with it by itself (Llama, Gemma), else ``[]`` (GPT-2)."""
+    bos = tokenizer.bos_token_id
+    if bos is None:
+        return []
+    marked, plain = tokenizer("x")["input_ids"], tokenizer("x", add_special_tokens=False)["input_ids"]
+    return [bos] if marked[:1] == [bos] and plain[:1] != [bos] else []
+
+
 def _tokens(tokenizer: Any, texts: list[str]) -> list[list[int]]:
     return tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
 
@@ -42,18 +54,19 @@ def encode_for_lm(
 ) -> dict[str, np.ndarray]:
     """Training rows: one per (source, reference) pair, in example then reference order, right-padded.
 
-    Each row is ``tokens(source) + [eos] + tokens(" " + reference) + [eos]``, cut to its first
+    Each row is ``tokens(source) + [eos] + tokens(" " + reference) + [eos]`` (after ``[bos]`` where the
+    tokenizer starts texts with it, see the module docstring), cut to its first
     ``max_length`` tokens (so a long row loses the end of its reference and its final eos, and a prompt of
     ``max_length`` tokens or more leaves no target at all: see :func:`rows_without_target`), then padded to
     the longest row (or ``pad_to``) with the tokenizer's pad id (its eos where it has none).
 
     ``loss_mask`` is aligned with ``input_ids``: 1 where the token is a target token (reference or its
-    final eos), 0 on the prompt, the separator and padding. A causal LM predicts token ``t`` from the
+    final eos), 0 on the bos, the prompt, the separator and padding. A causal LM predicts token ``t`` from the
     logits at ``t - 1``, so weight the loss of ``logits[:, :-1]`` against ``input_ids[:, 1:]`` with
     ``loss_mask[:, 1:]`` (LoRA's ``FT_Dataset`` mask is that shifted mask).
 
     Args:
-      tokenizer: a Hugging Face GPT-2 tokenizer.
+      tokenizer: a Hugging Face tokenizer with an eos token (GPT-2's, Llama's, ...).
       examples: the split's examples.
       max_length: the longest row, in tokens (LoRA's ``--seq_len``, 512 in the paper).
       pad_to: pad every row to this width instead of the longest row's (a fixed shape for ``jit``).
@@ -69,7 +82,8 @@ def encode_for_lm(
     if max_length < 1:
         raise ValueError(f"max_length must be at least 1, not {max_length}")
     eos, pad = _special_ids(tokenizer)
-    prompts = [ids + [eos] for ids in _tokens(tokenizer, [example.source for example in examples])]
+    bos = _bos(tokenizer)
+    prompts = [bos + ids + [eos] for ids in _tokens(tokenizer, [example.source for example in examples])]
     references = [(i, reference) for i, example in enumerate(examples) for reference in example.references]
     targets = _tokens(tokenizer, [" " + reference for _, reference in references])
     rows, masks = [], []
@@ -101,15 +115,16 @@ def rows_without_target(rows: dict[str, np.ndarray]) -> np.ndarray:
 def encode_prompts(
     tokenizer: Any, sources: Sequence[str], max_length: int, pad_to: int | None = None
 ) -> dict[str, np.ndarray]:
-    """Generation prompts ``tokens(source) + [eos]``, LEFT-padded so that every row ends at the last column.
+    """Generation prompts ``tokens(source) + [eos]`` (after the tokenizer's bos, as :func:`encode_for_lm`),
+    LEFT-padded so that every row ends at the last column.
 
     Left padding lets a batch continue from one position; give the model position ids from the mask
     (``attention_mask.cumsum(-1) - 1``, as Hugging Face's Flax GPT-2 ``generate`` does). A prompt longer
     than ``max_length`` keeps its last ``max_length`` tokens, as LoRA's ``FT_Dataset`` query does, so the
-    separator that starts generation is never cut.
+    separator that starts generation is never cut (and a bos stays first).
 
     Args:
-      tokenizer: a Hugging Face GPT-2 tokenizer.
+      tokenizer: a Hugging Face tokenizer with an eos token.
       sources: the linearised inputs (``NLGExample.source``).
       max_length: the longest prompt, in tokens (LoRA: ``seq_len - eval_len``).
       pad_to: pad every row to this width instead of the longest row's.
@@ -120,7 +135,11 @@ def encode_prompts(
     if max_length < 1:
         raise ValueError(f"max_length must be at least 1, not {max_length}")
     eos, pad = _special_ids(tokenizer)
-    rows = [(ids + [eos])[-max_length:] for ids in _tokens(tokenizer, list(sources))]
+    bos = _bos(tokenizer)
+    rows = [
+        (bos + (ids + [eos])[-max(max_length - len(bos), 1) :])[-max_length:]
+        for ids in _tokens(tokenizer, list(sources))
+    ]
     width = _width([len(row) for row in rows], pad_to)
     input_ids = np.full((len(rows), width), pad, np.int32)
     attention_mask = np.zeros((len(rows), width), np.int32)

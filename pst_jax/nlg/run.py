@@ -1,4 +1,4 @@
-"""The data-to-text experiment (E2E, DART, WebNLG): fine-tune GPT-2 with a method, generate, score, export.
+"""The data-to-text experiment (E2E, DART, WebNLG): fine-tune GPT-2 or a Llama-family decoder, generate, score.
 
 ``experiments/nlg.py`` parses flags into an :class:`~pst_jax.nlg.config.NLGConfig` and calls :func:`run`. The steps:
 
@@ -13,7 +13,10 @@
    sparse model, then the task's metrics (:mod:`pst_jax.nlg.metrics`).
 6. Outputs in ``output_dir``: ``config.json``, ``metrics.jsonl``, ``results.json``, ``predictions.jsonl``
    (source, generated text, references), ``predictions.txt`` (one generated text a line) and
-   ``sparse_model/``, which ``FlaxGPT2LMHeadModel.from_pretrained`` loads.
+   ``sparse_model/``, which ``FlaxGPT2LMHeadModel.from_pretrained`` loads (a decoder: the family's Flax class,
+   ``FlaxLlamaForCausalLM`` ..., or :func:`pst_jax.models.load_decoder`).
+
+``--model`` is GPT-2 or a Llama, Mistral or Gemma decoder (:mod:`pst_jax.nlg.model`), with its own tokenizer.
 
 The defaults are the paper's recipe (the LoRA NLG setup, ``PST_METHOD.md``): GPT-2 Medium, sequences of
 512 tokens, AdamW with learning rate 1e-4 and weight decay 0, 500 warm-up steps then linear decay,
@@ -33,7 +36,7 @@ from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
 from pst_jax.core.model import measured_sparsity
-from pst_jax.core.rules import Plan, make_plan, rules_for
+from pst_jax.core.rules import Plan
 from pst_jax.data.batching import length_buckets
 from pst_jax.data.hub import hub_model_cached, hub_reachable
 from pst_jax.methods.base import export_model
@@ -41,10 +44,11 @@ from pst_jax.nlg.config import TASK_METRICS, NLGConfig, check_config, resolve_de
 from pst_jax.nlg.data import SPLIT_FILES, NLGExample, load_nlg_dir, load_nlg_files, load_nlg_hub
 from pst_jax.nlg.generation import generate, generation_inputs, write_predictions
 from pst_jax.nlg.metrics import score
+from pst_jax.nlg.model import load_model, load_tokenizer, positions, read_model_config
 from pst_jax.nlg.rows import encode_for_lm, lm_batches, rows_without_target
-from pst_jax.training.errors import Diverged, InputError, one_line
+from pst_jax.training.errors import Diverged, InputError
 from pst_jax.training.losses import causal_lm_loss
-from pst_jax.training.method_config import check_ranks, compute_dtype, parameter_report, run_mesh
+from pst_jax.training.method_config import parameter_report, run_mesh
 from pst_jax.training.phases import Phases
 from pst_jax.training.processes import is_writer
 from pst_jax.training.run import Evaluation, RunSetup, Schedule, setup_run, train_epochs
@@ -79,21 +83,13 @@ def _check_model(cfg: NLGConfig, hub_ok: Callable[[], bool] | None) -> None:
     if not (hub_model_cached(cfg.model) or (hub_ok or hub_reachable)()):
         raise InputError(
             f"--model {cfg.model} is not a local folder, not cached, and the hub is unreachable; "
-            "pass --model FOLDER (a Flax-loadable GPT-2)"
+            "pass --model FOLDER (a Flax-loadable GPT-2, Llama, Mistral or Gemma with its tokenizer)"
         )
 
 
-def _fit_to_run_and_model(cfg: NLGConfig, total_steps: int) -> NLGConfig:
+def _fit_to_run_and_model(cfg: NLGConfig, total_steps: int, model_config: Any) -> NLGConfig:
     """``cfg`` with its unset defaults fitted to the run and the model (notes logged); loads no weights."""
-    from transformers import AutoConfig
-
-    try:
-        model_config = AutoConfig.from_pretrained(cfg.model)
-    except (OSError, ValueError) as error:
-        raise InputError(f"the config of model {cfg.model} does not load: {one_line(error)}") from None
-    if model_config.model_type != "gpt2":
-        raise InputError(f"model {cfg.model} is a {model_config.model_type!r} model; the NLG tasks here take GPT-2")
-    cfg, notes = resolve_defaults(cfg, total_steps, model_config.n_positions)
+    cfg, notes = resolve_defaults(cfg, total_steps, positions(model_config))
     for note in notes:
         logger.warning("note: %s", note)
     return cfg
@@ -219,26 +215,9 @@ def evaluate(setup: RunSetup, trainable: Any, batches: list, sparsity: float) ->
     return Evaluation(fields, f"validation loss {loss:.4f}")
 
 
-def _load_tokenizer(cfg: NLGConfig) -> Any:
-    from transformers import AutoTokenizer
-
-    try:
-        return AutoTokenizer.from_pretrained(cfg.model)
-    except (OSError, ValueError) as error:
-        raise InputError(f"the tokenizer of model {cfg.model} does not load: {one_line(error)}") from None
-
-
 def _load_model(cfg: NLGConfig) -> tuple[Any, Plan]:
-    """The model and its plan, checked against the method's ranks."""
-    from transformers import FlaxGPT2LMHeadModel
-
-    try:
-        model = FlaxGPT2LMHeadModel.from_pretrained(cfg.model, seed=cfg.seed, dtype=compute_dtype(cfg))
-    except (OSError, ValueError) as error:  # a missing, truncated or corrupt weights file
-        raise InputError(f"the weights of model {cfg.model} do not load: {one_line(error)}") from None
-    plan = make_plan(model.params, rules_for("gpt2"))
-    check_ranks(cfg, plan)
-    return model, plan
+    """The model and its plan, checked against the method's ranks (:func:`~pst_jax.nlg.model.load_model`)."""
+    return load_model(cfg, read_model_config(cfg.model).model_type)
 
 
 def run(cfg: NLGConfig, hub_ok: Callable[[], bool] | None = None) -> dict[str, Any]:
@@ -249,9 +228,10 @@ def run(cfg: NLGConfig, hub_ok: Callable[[], bool] | None = None) -> dict[str, A
         data, data_name = load_data(cfg, hub_ok)
     split, examples = generation_inputs(cfg, data)
     _check_model(cfg, hub_ok)
-    cfg = _fit_to_run_and_model(cfg, _steps(cfg, sum(len(e.references) for e in data["train"]))[0])
+    model_config = read_model_config(cfg.model)  # a model type or config it cannot take stops here
+    cfg = _fit_to_run_and_model(cfg, _steps(cfg, sum(len(e.references) for e in data["train"]))[0], model_config)
     with phases("load"):
-        tokenizer = _load_tokenizer(cfg)
+        tokenizer = load_tokenizer(cfg.model, model_config)
     with phases("tokenise"):
         rows = encode_rows(cfg, tokenizer, data)  # before the weights: rows without a target are an error
     resolved = {**dataclasses.asdict(cfg), "data_used": data_name, "generate_split_used": split}
