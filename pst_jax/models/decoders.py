@@ -221,6 +221,13 @@ def load_decoder(
     """
     if isinstance(name_or_path_or_config, PretrainedConfig):
         return decoder_from_config(name_or_path_or_config, dtype=dtype, seed=seed)
+    from pst_jax.models.convert import needs_conversion
+
+    if needs_conversion(name_or_path_or_config):
+        raise ValueError(
+            f"{name_or_path_or_config} holds sharded PyTorch-format safetensors, which Flax does not read; convert "
+            f"them once: python -m experiments.convert_decoder --model {name_or_path_or_config} --output_dir FOLDER"
+        )
     config = AutoConfig.from_pretrained(name_or_path_or_config, **kwargs)
     check_config(config)
     return decoder_class(config.model_type).from_pretrained(name_or_path_or_config, dtype=dtype, seed=seed, **kwargs)
