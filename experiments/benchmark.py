@@ -82,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--num_devices", type=int, help="use the first N local devices (default all)")
     p.add_argument("--output", help="JSON file (default runs/benchmark-MODEL.json)")
     p.add_argument("--mesh", help="data=D,fsdp=F: print the memory plan for this mesh instead of timing steps")
+    p.add_argument("--remat", action="store_true", help="with --mesh: plan with each decoder layer recomputed")
     p.add_argument("--no_isolate", action="store_true", help="run every method in this process")
     p.add_argument(
         "--breakdown",
@@ -101,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         args.model = _embedded_model()
     if args.mesh is not None:
         return memory_plan.main(_plan_argv(args))
+    if args.remat:
+        print("error: --remat is for the memory plan: give --mesh data=D,fsdp=F too", file=sys.stderr)
+        return 2
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     problems = _problems(args, methods)
     if problems:
@@ -215,7 +219,7 @@ def _problems(args: argparse.Namespace, methods: list[str]) -> list[str]:
 def _plan_argv(args: argparse.Namespace) -> list[str]:
     """The memory plan's flags for the benchmark's (its model, methods, mesh and batch shape)."""
     names = ("model", "methods", "mesh", "batch_size", "seq_len", "rank", "dtype")
-    return [item for name in names for item in (f"--{name}", str(getattr(args, name)))]
+    return [item for name in names for item in (f"--{name}", str(getattr(args, name)))] + ["--remat"] * args.remat
 
 
 def _embedded_model() -> str:

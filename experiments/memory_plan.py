@@ -14,6 +14,7 @@ import jax
 from pst_jax.bench.memory_plan import plan_step
 from pst_jax.bench.models import MODELS
 from pst_jax.methods.registry import METHOD_NAMES
+from pst_jax.models.decoders import MODEL_TYPES
 from pst_jax.training.sharding import mesh_from_flag
 
 
@@ -32,6 +33,12 @@ def main(argv: list[str] | None = None) -> int:
         help="compute dtype and storage of the frozen matrices (trainable parameters and optimizer state stay\n"
         "float32)",
     )
+    p.add_argument(
+        "--remat",
+        action="store_true",
+        help="recompute each decoder layer in the backward pass (Llama, Mistral, Gemma): what experiments.nlg's\n"
+        "--remat does",
+    )
     args = p.parse_args(argv)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     problems = [
@@ -39,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if args.model not in MODELS:
         problems.append(f"unknown model {args.model!r}; choose from {', '.join(MODELS)}")
+    elif args.remat and MODELS[args.model][0] not in MODEL_TYPES:
+        problems.append(f"--remat takes a Llama, Mistral or Gemma model; {args.model} is not one")
     for name in ("batch_size", "seq_len", "rank"):
         if getattr(args, name) < 1:
             problems.append(f"--{name} must be a positive integer, got {getattr(args, name)}")
@@ -51,11 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     if problems:
         print(f"error: {problems[0]}", file=sys.stderr)
         return 2
-    shape = f"batch {args.batch_size} x {args.seq_len}, {args.dtype}, mesh {dict(mesh.shape)}"
+    dtype = f"{args.dtype}, remat" if args.remat else args.dtype
+    shape = f"batch {args.batch_size} x {args.seq_len}, {dtype}, mesh {dict(mesh.shape)}"
     print(f"{args.model}, {shape}, GiB per device")
     print("| method | arguments | temporaries | outputs | total |\n| --- | ---: | ---: | ---: | ---: |")
     for method in methods:
-        plan = plan_step(args.model, method, mesh, args.batch_size, args.seq_len, args.rank, args.dtype)
+        plan = plan_step(args.model, method, mesh, args.batch_size, args.seq_len, args.rank, args.dtype, args.remat)
         gib = {k: v / 2**30 for k, v in plan["bytes"].items()}
         print(
             f"| {method} | {gib['arguments']:.2f} | {gib['temporaries']:.2f} | {gib['outputs']:.2f} "

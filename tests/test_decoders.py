@@ -428,3 +428,33 @@ def test_baselines_train_the_other_families(model_type, name, steps=3):
     for m in plan.matrices:
         zeros = int(np.sum(read_matrix(exported[m.path], m) == 0))
         assert zeros == (math.floor(0.5 * m.numel) if name == "movement" else 0), m.name
+
+
+@pytest.mark.parametrize("name", ["llama3_theta_5e5", "mistral_window_4"])
+def test_remat_computes_the_same_logits_gradients_and_cached_decoding(name, tmp_path):
+    """``remat`` changes what the backward pass keeps, not what it computes: bitwise the same loss and gradients,
+    and the same logits through the KV cache; the exported config does not carry it."""
+    _, config, model, (ids, mask, positions), _, _ = build(name)
+    folder = tmp_path / "model"
+    model.save_pretrained(folder)
+    rematted = load_decoder(str(folder), remat=True)
+    assert rematted.module.remat and not load_decoder(str(folder)).module.remat
+
+    def loss(m):
+        return lambda p: jnp.mean(m(ids, attention_mask=mask, position_ids=positions, params=p).logits ** 2)
+
+    (plain, plain_grads), (remat, remat_grads) = (jax.value_and_grad(loss(m))(model.params) for m in (model, rematted))
+    assert float(plain) == float(remat)
+    for a, b in zip(jax.tree.leaves(plain_grads), jax.tree.leaves(remat_grads), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+    def cached(m):
+        prompt = m(ids[:, :5], attention_mask=mask, position_ids=positions[:, :5],
+                   past_key_values=m.init_cache(ids.shape[0], ids.shape[1]), params=model.params)  # fmt: skip
+        step = m(ids[:, 5:6], attention_mask=mask, position_ids=positions[:, 5:6],
+                 past_key_values=prompt.past_key_values, params=model.params)  # fmt: skip
+        return np.asarray(step.logits)
+
+    np.testing.assert_array_equal(cached(rematted), cached(model))
+    rematted.save_pretrained(tmp_path / "export")
+    assert "remat" not in (tmp_path / "export" / "config.json").read_text()

@@ -28,6 +28,10 @@ def test_bad_flags_are_one_line_errors(capsys):
     assert "fsdp=3 does not divide the 8 devices used" in capsys.readouterr().err
     assert launcher.main(["--seq_len", "0"]) == 2
     assert capsys.readouterr().err == "error: --seq_len must be a positive integer, got 0\n"
+    assert launcher.main(["--model", "tiny-gpt2", "--remat"]) == 2
+    assert capsys.readouterr().err == "error: --remat takes a Llama, Mistral or Gemma model; tiny-gpt2 is not one\n"
+    assert benchmark.main(["--model", "tiny-llama", "--remat"]) == 2
+    assert capsys.readouterr().err == "error: --remat is for the memory plan: give --mesh data=D,fsdp=F too\n"
 
 
 @pytest.mark.parametrize("model,dtype", [("tiny-gpt2", "float32"), ("tiny-llama", "bfloat16")])
@@ -51,3 +55,11 @@ def test_bfloat16_halves_the_frozen_weights_of_a_decoder(devices):
     # matrices in bfloat16 saves 2 bytes each (the norms' vectors stay float32)
     saved = plans["float32"]["bytes"]["arguments"] - plans["bfloat16"]["bytes"]["arguments"]
     assert saved == 2 * matrices and matrices < sum(x.size for x in params)
+
+
+@pytest.mark.slow  # two compiles; remat's values and gradients are checked in the fast suite (test_decoders.py)
+def test_remat_lowers_what_a_decoder_step_keeps(devices):
+    mesh = make_mesh(devices, fsdp=8)
+    plain, remat = (plan_step("tiny-llama", "pst", mesh, 8, 64, remat=flag) for flag in (False, True))
+    assert remat["remat"] and remat["bytes"]["arguments"] == plain["bytes"]["arguments"]
+    assert remat["bytes"]["temporaries"] < plain["bytes"]["temporaries"]

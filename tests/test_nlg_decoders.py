@@ -1,6 +1,7 @@
 """experiments.nlg on Llama, Mistral and Gemma: beam search against uncached decoding, bos rows, one-line errors,
 and PST smoke runs whose exported checkpoints transformers' stock Flax classes load."""
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -133,6 +134,7 @@ def test_rows_and_prompts_start_with_bos_where_the_tokenizer_adds_it(bos_tokeniz
 #: name -> (model_type, sliding_window)
 RUNS = {"llama": ("llama", None), "mistral_window_4": ("mistral", 4), "mistral_no_window": ("mistral", None)}
 RUNS["gemma"] = ("gemma", None)
+RUNS["llama_remat"] = ("llama", None)  # --remat: the same run, each layer recomputed in the backward pass
 
 
 @pytest.fixture(scope="module")
@@ -188,12 +190,13 @@ def _layer_kernels(params: dict, layers: int) -> dict[str, np.ndarray]:
         pytest.param("mistral_window_4", marks=pytest.mark.slow),
         pytest.param("mistral_no_window", marks=pytest.mark.slow),
         pytest.param("gemma", marks=pytest.mark.slow),
+        pytest.param("llama_remat", marks=pytest.mark.slow),  # remat's values are checked fast in test_decoders.py
     ],
 )
 def test_pst_smoke_run_exports_floor_s_n_zeros_per_kernel_and_stock_class_loads_it(name, decoder_folder, tmp_path):
     model_type, window = RUNS[name]
     folder = decoder_folder(model_type, window)
-    results = run(_decoder_smoke_config(folder, tmp_path), hub_ok=NEVER)
+    results = run(dataclasses.replace(_decoder_smoke_config(folder, tmp_path), remat="remat" in name), hub_ok=NEVER)
     assert results["status"] == "finished" and results["steps"] == 2 and results["target_sparsity"] == 0.9
     assert np.isfinite([results["initial_validation_loss"], results["final"]["validation_loss"]]).all()
     assert json.loads((tmp_path / "config.json").read_text())["max_length"] == 64
@@ -282,3 +285,10 @@ def test_tiny_decoder_launcher_refuses_bad_sizes_in_one_line(capsys, tmp_path):
     )
     assert capsys.readouterr().err == "error: num_key_value_heads=3 does not divide num_attention_heads=4\n"
     assert not out.exists()
+
+
+def test_remat_on_gpt2_is_a_one_line_error_before_weights_load(gpt2_folder, tmp_path):
+    config = dataclasses.replace(_decoder_smoke_config(gpt2_folder, tmp_path / "out"), remat=True)
+    with pytest.raises(ValueError, match=r"^--remat takes a decoder of type llama, mistral, gemma; model .* is GPT-2$"):
+        run(config, hub_ok=NEVER)
+    assert not (tmp_path / "out").exists()

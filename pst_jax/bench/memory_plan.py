@@ -34,9 +34,9 @@ def _abstract(tree: Any, mesh: Mesh) -> Any:
     return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings)
 
 
-def _model(model_name: str, dtype: str) -> tuple[Any, Any, bool]:
+def _model(model_name: str, dtype: str, remat: bool) -> tuple[Any, Any, bool]:
     """``(model, loss_fn, causal)``: the unbuilt model computing in ``dtype``, its loss, whether it is a causal LM."""
-    model = unbuilt_model(model_config(model_name), dtype=jnp.dtype(dtype))
+    model = unbuilt_model(model_config(model_name), dtype=jnp.dtype(dtype), remat=remat)
     causal = model.config.model_type in CAUSAL_FAMILIES
     return model, causal_lm_loss(model) if causal else classification_loss(model), causal
 
@@ -49,13 +49,15 @@ def plan_step(
     seq_len: int,
     rank: int = 8,
     dtype: str = "float32",
+    remat: bool = False,
 ) -> dict[str, Any]:
     """Per-device bytes of ``method_name``'s train step for ``model_name`` on ``mesh`` (see the module docstring).
 
     ``dtype`` is both the compute dtype and the storage of the frozen matrices (``--dtype`` and ``--frozen_dtype``
-    of the experiments); trainable parameters and the optimizer state stay float32.
+    of the experiments); trainable parameters and the optimizer state stay float32. ``remat`` recomputes each
+    decoder layer (and the gathering of its sharded weights) in the backward pass instead of keeping them.
     """
-    model, loss_fn, causal = _model(model_name, dtype)
+    model, loss_fn, causal = _model(model_name, dtype, remat)
     params = abstract_params(model, seq_len)
     method = make_method(method_name, make_plan(params, rules_for(model.config.model_type)), lora_rank=rank)
     method = with_frozen_dtype(method, jnp.dtype(dtype))
@@ -83,5 +85,6 @@ def plan_step(
         "aliased": memory.alias_size_in_bytes,
     }
     total = parts["arguments"] + parts["temporaries"] + parts["outputs"] - parts["aliased"]
-    return {"model": model_name, "method": method_name, "mesh": dict(mesh.shape), "dtype": dtype, "bytes": parts,
+    return {"model": model_name, "method": method_name, "mesh": dict(mesh.shape), "dtype": dtype, "remat": remat,
+            "bytes": parts,
             "total": total}  # fmt: skip

@@ -84,10 +84,11 @@ def model_class(config: Any) -> type:
     return getattr(transformers, classes[config.model_type])
 
 
-def unbuilt_model(config: Any, dtype: Any = None) -> Any:
+def unbuilt_model(config: Any, dtype: Any = None, remat: bool = False) -> Any:
     """The model of ``config`` with no weights allocated (``_do_init=False``), computing in ``dtype`` (default
-    float32)."""
-    return model_class(config)(config, _do_init=False, **({} if dtype is None else {"dtype": dtype}))
+    float32); ``remat``: each decoder layer recomputed in the backward pass (Llama, Mistral, Gemma only)."""
+    kwargs = ({} if dtype is None else {"dtype": dtype}) | ({"remat": True} if remat else {})
+    return model_class(config)(config, _do_init=False, **kwargs)
 
 
 def abstract_params(model: Any, seq_len: int = 1) -> Any:

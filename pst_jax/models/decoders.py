@@ -105,6 +105,30 @@ def _subclass(base: type, name: str, **attributes: Any) -> type:
     return type(name, (base,), {"__module__": __name__, "__qualname__": name, **attributes})
 
 
+def _collection_call(
+    self,
+    hidden_states,
+    attention_mask=None,
+    position_ids=None,
+    deterministic: bool = True,
+    init_cache: bool = False,
+    output_attentions: bool = False,
+    output_hidden_states: bool = False,
+    return_dict: bool = False,
+):
+    """transformers' layer loop, each layer called with positional arguments (what ``nn.remat`` needs)."""
+    all_hidden_states = () if output_hidden_states else None
+    all_attentions = () if output_attentions else None
+    for block in self.blocks:
+        if output_hidden_states:
+            all_hidden_states += (hidden_states,)
+        outputs = block(hidden_states, attention_mask, position_ids, deterministic, init_cache, output_attentions)
+        hidden_states = outputs[0]
+        if output_attentions:
+            all_attentions += (outputs[1],)
+    return hidden_states, all_hidden_states, all_attentions
+
+
 def _build(family: _Family) -> type[FlaxPreTrainedModel]:
     """The fixed causal-LM class of a family: every level's ``setup`` rebuilt with the same names."""
 
@@ -117,28 +141,46 @@ def _build(family: _Family) -> type[FlaxPreTrainedModel]:
 
     layer = _subclass(family.layer, "Pst" + family.layer.__name__[4:], setup=layer_setup)
 
-    def collection_setup(self):
-        n = self.config.num_hidden_layers
-        self.blocks = [layer(self.config, dtype=self.dtype, name=str(i)) for i in range(n)]
+    # deterministic, init_cache and output_attentions are Python flags: arguments 4-6 of the call (self is 0)
+    remat_layer = nn.remat(layer, static_argnums=(4, 5, 6))
 
-    collection = _subclass(family.collection, "Pst" + family.collection.__name__[4:], setup=collection_setup)
+    def collection_setup(self):
+        block = remat_layer if self.remat else layer
+        self.blocks = [block(self.config, dtype=self.dtype, name=str(i)) for i in range(self.config.num_hidden_layers)]
+
+    collection = _subclass(
+        family.collection,
+        "Pst" + family.collection.__name__[4:],
+        setup=collection_setup,
+        __call__=_collection_call,
+        __annotations__={"remat": bool},
+        remat=False,
+    )
 
     def body_setup(self):
         config = self.config
         self.hidden_size = config.hidden_size
         init = jax.nn.initializers.normal(stddev=config.initializer_range)
         self.embed_tokens = nn.Embed(config.vocab_size, config.hidden_size, embedding_init=init, dtype=self.dtype)
-        self.layers = collection(config, dtype=self.dtype)
+        self.layers = collection(config, dtype=self.dtype, remat=self.remat)
         self.norm = family.norm(config, dtype=self.dtype)
 
-    body = _subclass(family.body, "Pst" + family.body.__name__[4:], setup=body_setup)
+    body = _subclass(
+        family.body, "Pst" + family.body.__name__[4:], setup=body_setup, __annotations__={"remat": bool}, remat=False
+    )
 
     def lm_setup(self):
         init = jax.nn.initializers.normal(stddev=self.config.initializer_range)
-        self.model = body(self.config, dtype=self.dtype)
+        self.model = body(self.config, dtype=self.dtype, remat=self.remat)
         self.lm_head = nn.Dense(self.config.vocab_size, use_bias=False, dtype=self.dtype, kernel_init=init)
 
-    lm_module = _subclass(family.lm_module, "Pst" + family.lm_module.__name__[4:], setup=lm_setup)
+    lm_module = _subclass(
+        family.lm_module,
+        "Pst" + family.lm_module.__name__[4:],
+        setup=lm_setup,
+        __annotations__={"remat": bool},
+        remat=False,
+    )
     doc = f"``{family.model.__name__}`` with :class:`~pst_jax.models.attention.DecoderAttention` (see the module)."
     return _subclass(family.model, family.model.__name__, module_class=lm_module, __doc__=doc)
 
@@ -202,12 +244,19 @@ def decoder_from_config(
 
 
 def load_decoder(
-    name_or_path_or_config: str | PretrainedConfig, *, dtype: jnp.dtype = jnp.float32, seed: int = 0, **kwargs: Any
+    name_or_path_or_config: str | PretrainedConfig,
+    *,
+    dtype: jnp.dtype = jnp.float32,
+    seed: int = 0,
+    remat: bool = False,
+    **kwargs: Any,
 ) -> FlaxPreTrainedModel:
     """A decoder from a config (random weights, ``seed``), or a checkpoint folder or hub id (its weights).
 
-    ``kwargs`` go to ``from_pretrained`` (e.g. ``from_pt=True``, ``local_files_only=True``). A checkpoint
-    saved by the model loads with transformers' stock class too, and the other way round.
+    ``remat`` recomputes each layer in the backward pass (``nn.remat``: the same values and gradients, less
+    memory: neither its activations nor its gathered sharded weights are kept). ``kwargs`` go to
+    ``from_pretrained`` (e.g. ``from_pt=True``, ``local_files_only=True``). A checkpoint saved by the model
+    loads with transformers' stock class too, and the other way round.
 
     Example:
       >>> import tempfile
@@ -219,8 +268,9 @@ def load_decoder(
       >>> type(load_decoder(folder)).__name__, sorted(load_decoder(folder).params)
       ('FlaxGemmaForCausalLM', ['model'])
     """
+    layers = {"remat": True} if remat else {}  # a module argument, not a config entry: exports do not carry it
     if isinstance(name_or_path_or_config, PretrainedConfig):
-        return decoder_from_config(name_or_path_or_config, dtype=dtype, seed=seed)
+        return decoder_from_config(name_or_path_or_config, dtype=dtype, seed=seed, **layers)
     from pst_jax.models.convert import needs_conversion
 
     if needs_conversion(name_or_path_or_config):
@@ -230,4 +280,5 @@ def load_decoder(
         )
     config = AutoConfig.from_pretrained(name_or_path_or_config, **kwargs)
     check_config(config)
-    return decoder_class(config.model_type).from_pretrained(name_or_path_or_config, dtype=dtype, seed=seed, **kwargs)
+    load = decoder_class(config.model_type).from_pretrained
+    return load(name_or_path_or_config, config=config, dtype=dtype, seed=seed, **layers, **kwargs)

@@ -57,6 +57,12 @@ class NLGConfig(ProcessConfig, FolderConfig, MethodConfig):
         f"comma-separated, of {', '.join(METRICS)} (default: the task's)",
         type=lambda text: tuple(text.split(",")),
     )
+    remat: bool = setting(
+        False,
+        "recompute each decoder layer in the backward pass instead of keeping its activations and gathered weights "
+        "(Llama, Mistral, Gemma; the same result, less activation memory)",
+        action="store_true",
+    )
     seed: int = setting(110, "seed of the initial factors, dropout and the shuffle (LoRA's NLG seed)")
     num_devices: int | None = setting(None, "use the first N local devices (default all)")
     output_dir: str = setting("runs/nlg", "default runs/nlg-TASK-METHOD", default=None)

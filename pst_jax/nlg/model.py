@@ -31,12 +31,13 @@ from pst_jax.training.method_config import check_ranks, compute_dtype
 ACCEPTED_MODEL_TYPES = ("gpt2", *MODEL_TYPES)
 
 
-def read_model_config(model: str) -> Any:
-    """The Hugging Face config of ``model``, checked to be a model the NLG tasks take; loads no weights.
+def read_model_config(model: str, remat: bool = False) -> Any:
+    """The Hugging Face config of ``model``, checked to be a model the NLG tasks take (``remat``: with
+    ``--remat``, which only the decoders have); loads no weights.
 
     Raises:
-      InputError: the config does not load, its ``model_type`` is not in :data:`ACCEPTED_MODEL_TYPES`, or it is a
-        decoder config whose numerics :func:`pst_jax.models.check_config` refuses.
+      InputError: the config does not load, its ``model_type`` is not in :data:`ACCEPTED_MODEL_TYPES`, it is a
+        decoder config whose numerics :func:`pst_jax.models.check_config` refuses, or ``remat`` on GPT-2.
     """
     from transformers import AutoConfig
 
@@ -49,6 +50,8 @@ def read_model_config(model: str) -> Any:
             f"model {model} is a {config.model_type!r} model; the NLG tasks here take GPT-2 (gpt2) or a decoder "
             f"of type {', '.join(MODEL_TYPES)}"
         )
+    if remat and config.model_type not in MODEL_TYPES:
+        raise InputError(f"--remat takes a decoder of type {', '.join(MODEL_TYPES)}; model {model} is GPT-2")
     if config.model_type in MODEL_TYPES:
         try:
             check_config(config)
@@ -99,7 +102,7 @@ def _load_weights(cfg: NLGConfig, model_type: str) -> Any:
 
     if model_type == "gpt2":
         return FlaxGPT2LMHeadModel.from_pretrained(cfg.model, seed=cfg.seed, dtype=compute_dtype(cfg))
-    return load_decoder(cfg.model, dtype=compute_dtype(cfg), seed=cfg.seed)
+    return load_decoder(cfg.model, dtype=compute_dtype(cfg), seed=cfg.seed, **({"remat": True} if cfg.remat else {}))
 
 
 def load_model(cfg: NLGConfig, model_type: str) -> tuple[Any, Plan]:

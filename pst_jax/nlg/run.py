@@ -228,7 +228,7 @@ def run(cfg: NLGConfig, hub_ok: Callable[[], bool] | None = None) -> dict[str, A
         data, data_name = load_data(cfg, hub_ok)
     split, examples = generation_inputs(cfg, data)
     _check_model(cfg, hub_ok)
-    model_config = read_model_config(cfg.model)  # a model type or config it cannot take stops here
+    model_config = read_model_config(cfg.model, cfg.remat)  # a model type or config it cannot take stops here
     cfg = _fit_to_run_and_model(cfg, _steps(cfg, sum(len(e.references) for e in data["train"]))[0], model_config)
     with phases("load"):
         tokenizer = load_tokenizer(cfg.model, model_config)
