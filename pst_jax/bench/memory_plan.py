@@ -55,7 +55,7 @@ def plan_step(
 
     ``dtype`` is both the compute dtype and the storage of the frozen matrices (``--dtype`` and ``--frozen_dtype``
     of the experiments); trainable parameters and the optimizer state stay float32. ``remat`` recomputes each
-    decoder layer (and the gathering of its sharded weights) in the backward pass instead of keeping them.
+    decoder layer in the backward pass instead of keeping its activations.
     """
     model, loss_fn, causal = _model(model_name, dtype, remat)
     params = abstract_params(model, seq_len)
@@ -85,6 +85,5 @@ def plan_step(
         "aliased": memory.alias_size_in_bytes,
     }
     total = parts["arguments"] + parts["temporaries"] + parts["outputs"] - parts["aliased"]
-    return {"model": model_name, "method": method_name, "mesh": dict(mesh.shape), "dtype": dtype, "remat": remat,
-            "bytes": parts,
-            "total": total}  # fmt: skip
+    setup = {"model": model_name, "method": method_name, "mesh": dict(mesh.shape), "dtype": dtype, "remat": remat}
+    return {**setup, "bytes": parts, "total": total}

@@ -39,10 +39,13 @@ def check_shapes(model_name: str, seq_len: int, rank: int) -> None:
 
 def check_fits_host(model_name: str) -> None:
     """A one-line ``ValueError`` where a named model's float32 weights alone exceed this host's memory."""
-    if model_name in MODELS and float32_bytes(model_name) > host_memory_bytes():
+    if model_name not in MODELS:  # a folder: its weights are what they are
+        return
+    weights, memory = float32_bytes(model_name), host_memory_bytes()
+    if weights > memory:
         raise ValueError(
-            f"{model_name}'s float32 weights ({float32_bytes(model_name) / 2**30:.0f} GiB) exceed this host's "
-            f"memory ({host_memory_bytes() / 2**30:.0f} GiB); plan it from shapes with --mesh data=D,fsdp=F"
+            f"{model_name}'s float32 weights ({weights / 2**30:.0f} GiB) exceed this host's memory "
+            f"({memory / 2**30:.0f} GiB); plan it from shapes with --mesh data=D,fsdp=F"
         )
 
 

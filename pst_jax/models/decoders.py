@@ -253,8 +253,8 @@ def load_decoder(
 ) -> FlaxPreTrainedModel:
     """A decoder from a config (random weights, ``seed``), or a checkpoint folder or hub id (its weights).
 
-    ``remat`` recomputes each layer in the backward pass (``nn.remat``: the same values and gradients, less
-    memory: neither its activations nor its gathered sharded weights are kept). ``kwargs`` go to
+    ``remat`` recomputes each layer in the backward pass (``nn.remat``: the same values and gradients; its
+    activations are recomputed, not kept). ``kwargs`` go to
     ``from_pretrained`` (e.g. ``from_pt=True``, ``local_files_only=True``). A checkpoint saved by the model
     loads with transformers' stock class too, and the other way round.
 

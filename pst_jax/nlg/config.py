@@ -59,7 +59,7 @@ class NLGConfig(ProcessConfig, FolderConfig, MethodConfig):
     )
     remat: bool = setting(
         False,
-        "recompute each decoder layer in the backward pass instead of keeping its activations and gathered weights "
+        "recompute each decoder layer in the backward pass instead of keeping its activations "
         "(Llama, Mistral, Gemma; the same result, less activation memory)",
         action="store_true",
     )
