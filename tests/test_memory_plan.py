@@ -34,7 +34,15 @@ def test_bad_flags_are_one_line_errors(capsys):
     assert capsys.readouterr().err == "error: --remat is for the memory plan: give --mesh data=D,fsdp=F too\n"
 
 
-@pytest.mark.parametrize("model,dtype", [("tiny-gpt2", "float32"), ("tiny-llama", "bfloat16")])
+@pytest.mark.parametrize(
+    "model,dtype",
+    [
+        ("tiny-gpt2", "float32"),
+        # slow: one more compile; the fast case checks the launcher's header with its dtype, and the slow plans
+        # below compile the tiny Llama in both dtypes
+        pytest.param("tiny-llama", "bfloat16", marks=pytest.mark.slow),
+    ],
+)
 def test_the_benchmark_with_a_mesh_prints_the_plan(model, dtype, capsys):
     argv = ["--model", model, "--methods", "pst", "--mesh", "fsdp=8", "--seq_len", "32", "--batch_size", "8"]
     assert benchmark.main([*argv, "--dtype", dtype]) == 0
