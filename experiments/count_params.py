@@ -41,8 +41,8 @@ ARCHITECTURES = {
     "gpt2-large": (FlaxGPT2LMHeadModel, GPT2Config(n_embd=1280, n_layer=36, n_head=20)),
     "gpt2-xl": (FlaxGPT2LMHeadModel, GPT2Config(n_embd=1600, n_layer=48, n_head=25)),
     **{
-        name: (model_class(model_config(name)), model_config(name))
-        for name in ("llama-2-7b", "llama-3-8b", "mistral-7b", "gemma-7b")
+        name: (model_class(config), config)
+        for name, config in ((n, model_config(n)) for n in ("llama-2-7b", "llama-3-8b", "mistral-7b", "gemma-7b"))
     },
 }
 

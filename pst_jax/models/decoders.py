@@ -268,9 +268,9 @@ def load_decoder(
       >>> type(load_decoder(folder)).__name__, sorted(load_decoder(folder).params)
       ('FlaxGemmaForCausalLM', ['model'])
     """
-    layers = {"remat": True} if remat else {}  # a module argument, not a config entry: exports do not carry it
+    # remat is a module argument, not a config entry: exported checkpoints do not carry it
     if isinstance(name_or_path_or_config, PretrainedConfig):
-        return decoder_from_config(name_or_path_or_config, dtype=dtype, seed=seed, **layers)
+        return decoder_from_config(name_or_path_or_config, dtype=dtype, seed=seed, remat=remat)
     from pst_jax.models.convert import needs_conversion
 
     if needs_conversion(name_or_path_or_config):
@@ -281,4 +281,4 @@ def load_decoder(
     config = AutoConfig.from_pretrained(name_or_path_or_config, **kwargs)
     check_config(config)
     load = decoder_class(config.model_type).from_pretrained
-    return load(name_or_path_or_config, config=config, dtype=dtype, seed=seed, **layers, **kwargs)
+    return load(name_or_path_or_config, config=config, dtype=dtype, seed=seed, remat=remat, **kwargs)

@@ -102,7 +102,7 @@ def _load_weights(cfg: NLGConfig, model_type: str) -> Any:
 
     if model_type == "gpt2":
         return FlaxGPT2LMHeadModel.from_pretrained(cfg.model, seed=cfg.seed, dtype=compute_dtype(cfg))
-    return load_decoder(cfg.model, dtype=compute_dtype(cfg), seed=cfg.seed, **({"remat": True} if cfg.remat else {}))
+    return load_decoder(cfg.model, dtype=compute_dtype(cfg), seed=cfg.seed, remat=cfg.remat)
 
 
 def load_model(cfg: NLGConfig, model_type: str) -> tuple[Any, Plan]:
