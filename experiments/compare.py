@@ -14,6 +14,11 @@ import logging
 import sys
 from pathlib import Path
 
+from experiments.huge_pages import restart_with_huge_pages
+
+if __name__ == "__main__":  # before jax is imported below, which a restart would import twice
+    restart_with_huge_pages()
+
 from experiments.glue import add_config_flags, config_from_args
 from pst_jax.glue.sweep import COLUMNS, sweep
 from pst_jax.methods.registry import METHOD_NAMES

@@ -10,6 +10,11 @@ sentences (see README.md, "Quickstart", for its figures). The paper's setting on
 import argparse
 import sys
 
+from experiments.huge_pages import restart_with_huge_pages
+
+if __name__ == "__main__":  # before jax is imported below, which a restart would import twice
+    restart_with_huge_pages()
+
 from experiments.flags import launch
 from pst_jax.glue.config import GlueConfig
 from pst_jax.glue.run import run

@@ -13,6 +13,11 @@ Without the hub, give the data in its original files (``--data_dir``) and a loca
 import argparse
 import sys
 
+from experiments.huge_pages import restart_with_huge_pages
+
+if __name__ == "__main__":  # before jax is imported below, which a restart would import twice
+    restart_with_huge_pages()
+
 from experiments.flags import launch
 from pst_jax.nlg.config import NLGConfig
 from pst_jax.nlg.metrics import METRICS

@@ -33,7 +33,7 @@ def test_recipes_fill_only_what_is_unset():
 
     sst2, mnli = get_task("sst2"), get_task("mnli")
     embedded = resolve_recipe(GlueConfig(), sst2, embedded=True)
-    assert (embedded.learning_rate, embedded.epochs, embedded.max_length) == (5e-4, 2, 64)
+    assert (embedded.learning_rate, embedded.epochs, embedded.max_length) == (5e-4, 2, 32)
     assert (embedded.dtype, embedded.frozen_dtype) == ("bfloat16", "bfloat16")
     paper = resolve_recipe(GlueConfig(), mnli, embedded=False)
     assert (paper.learning_rate, paper.epochs, paper.max_length) == (3e-5, 10, 128)

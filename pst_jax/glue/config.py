@@ -23,7 +23,7 @@ PAPER_EPOCHS = {"mnli": 10, "qqp": 10}
 EMBEDDED_RECIPE = {
     "learning_rate": 5e-4,
     "epochs": 2,
-    "max_length": 64,
+    "max_length": 32,
     "dtype": "bfloat16",
     "frozen_dtype": "bfloat16",
 }
@@ -40,7 +40,7 @@ class GlueConfig(ProcessConfig, FolderConfig, MethodConfig):
     learning_rate: float | None = setting(None, "default 3e-5 (paper), 5e-4 for the embedded default")
     batch_size: int = setting(32, "global, across devices")
     eval_batch_size: int = setting(64, "evaluation batch, global across devices")
-    max_length: int | None = setting(None, "default 128 (paper), 64 for the embedded default")
+    max_length: int | None = setting(None, "default 128 (paper), 32 for the embedded default")
     epochs: int | None = setting(None, "default 20 (10 for mnli, qqp), 2 for the embedded default")
     dtype: str | None = setting(
         None,
