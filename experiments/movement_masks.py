@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from pst_jax.core.rules import make_plan, read_matrix, rules_for
 from pst_jax.data.batching import batches, encode, length_buckets, num_batches
-from pst_jax.glue.config import GlueConfig, check_config, resolve_recipe
+from pst_jax.glue.config import GlueConfig, check_config, resolve_recipe, train_steps
 from pst_jax.glue.run import predict
 from pst_jax.glue.sources import resolve_sources
 from pst_jax.glue.tasks import compute_metrics
@@ -87,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         scores_learning_rate=args.scores_learning_rate,
         seed=args.seed,
         output_dir=args.output_dir,
+        epochs=1,  # the sweep's settings of the README's figures, not today's embedded recipe
+        max_length=64,
     )
     task = check_config(cfg, 1)
     sources = resolve_sources(cfg, task, hub_ok=lambda: False)  # always the embedded default
@@ -103,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         encode(tokenizer, [split[k] for k in task.text_keys], split["label"], cfg.max_length)
         for split in (sources.data["train"], sources.data["validation"])
     )
-    total_steps = cfg.epochs * num_batches(train, cfg.batch_size)
+    total_steps = train_steps(cfg.epochs, None, num_batches(train, cfg.batch_size))
     if args.steps[-1] > total_steps:
         print(f"error: --steps {args.steps[-1]} is past the run's {total_steps} steps (one epoch)", file=sys.stderr)
         return 2

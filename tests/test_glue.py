@@ -165,7 +165,8 @@ def test_sparsity_outside_range(value, capsys, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    ("flag", "value"), [("learning_rate", "nan"), ("beta", "nan"), ("learning_rate", "inf"), ("alpha1", "-inf")]
+    ("flag", "value"),
+    [("learning_rate", "nan"), ("beta", "nan"), ("learning_rate", "inf"), ("alpha1", "-inf"), ("epochs", "inf")],
 )
 def test_non_finite_numbers_are_refused(flag, value, capsys, monkeypatch):
     assert f"--{flag} must be a finite number, got {float(value)}" in bad([f"--{flag}={value}"], capsys, monkeypatch)

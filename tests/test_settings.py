@@ -33,10 +33,21 @@ def test_recipes_fill_only_what_is_unset():
 
     sst2, mnli = get_task("sst2"), get_task("mnli")
     embedded = resolve_recipe(GlueConfig(), sst2, embedded=True)
-    assert (embedded.learning_rate, embedded.epochs, embedded.max_length) == (5e-4, 2, 32)
+    assert (embedded.learning_rate, embedded.epochs, embedded.max_length) == (8e-4, 1.8, 32)
     assert (embedded.dtype, embedded.frozen_dtype) == ("bfloat16", "bfloat16")
     paper = resolve_recipe(GlueConfig(), mnli, embedded=False)
     assert (paper.learning_rate, paper.epochs, paper.max_length) == (3e-5, 10, 128)
     assert (paper.dtype, paper.frozen_dtype) == ("float32", "float32")
     explicit = resolve_recipe(GlueConfig(dtype="float32", epochs=1), sst2, embedded=True)
     assert (explicit.dtype, explicit.frozen_dtype, explicit.epochs) == ("float32", "bfloat16", 1)
+
+
+def test_fractional_epochs_train_the_whole_steps_they_cover():
+    """--epochs 1.8 trains floor(1.8 * steps per epoch) steps; --max_steps overrides; a run takes at least one."""
+    from pst_jax.glue.config import train_steps
+
+    assert train_steps(1.8, None, 368) == 662  # the embedded default: 368 batches of 32 an epoch
+    assert train_steps(2, None, 368) == 736
+    assert train_steps(0.29, None, 100) == 29  # 0.29 * 100 is 28.999999999999996 in floating point
+    assert train_steps(0.001, None, 368) == 1
+    assert train_steps(1.8, 40, 368) == 40

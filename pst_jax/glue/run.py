@@ -25,7 +25,7 @@ import numpy as np
 from pst_jax.core.model import measured_sparsity
 from pst_jax.core.rules import Plan, make_plan, rules_for
 from pst_jax.data.batching import Encoded, batches, encode, length_buckets, num_batches
-from pst_jax.glue.config import GlueConfig, check_config, resolve_recipe
+from pst_jax.glue.config import GlueConfig, check_config, resolve_recipe, train_steps
 from pst_jax.glue.sources import limit_eval, resolve_sources
 from pst_jax.glue.tasks import GlueTask, compute_metrics, get_task, majority_baseline
 from pst_jax.methods.base import export_model
@@ -83,7 +83,7 @@ def fit(
         train = encode_split(tokenizer, data["train"], task, cfg.max_length)
         evals = {split: encode_split(tokenizer, data[split], task, cfg.max_length) for split in task.eval_splits}
     steps_per_epoch = num_batches(train, cfg.batch_size)
-    total_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
+    total_steps = train_steps(cfg.epochs, cfg.max_steps, steps_per_epoch)
     epochs = math.ceil(total_steps / steps_per_epoch)
     with phases("setup"):
         loss_fn = classification_loss(model)
