@@ -1,6 +1,6 @@
 """A training launcher restarts itself once so that glibc's malloc puts large buffers on transparent huge pages.
 
-XLA's CPU runtime allocates a step's temporaries afresh at every step (about 350 MB for the GLUE default) and
+XLA's CPU runtime allocates a step's temporaries afresh at every step (about 360 MB for the GLUE default) and
 glibc maps them with ``mmap``: the kernel faults them in 4 KiB at a time, some 90,000 page faults a step, spent as
 system time on the cores that would compute. glibc 2.35+ has a tunable, ``glibc.malloc.hugetlb=1``, that asks for
 transparent huge pages on those mappings (2 MiB a fault) where the kernel gives them on request (THP mode
