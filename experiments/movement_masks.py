@@ -89,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         output_dir=args.output_dir,
         epochs=1,  # the sweep's settings of the README's figures, not today's embedded recipe
         max_length=64,
+        dtype="float32",
+        frozen_dtype="float32",  # setup_run stores the frozen weights in it; the recipe's is now bfloat16
     )
     task = check_config(cfg, 1)
     sources = resolve_sources(cfg, task, hub_ok=lambda: False)  # always the embedded default
