@@ -68,7 +68,16 @@ def smoke_config(task: str, model: str, out: Path, **overrides) -> NLGConfig:
     return NLGConfig(**{**settings, **overrides})
 
 
-@pytest.mark.parametrize(("task", "devices"), [("e2e", 1), ("dart", 2), ("webnlg", 4)])
+@pytest.mark.parametrize(
+    ("task", "devices"),
+    [
+        # slow: each task's rows are checked in test_nlg_data and the defaults fitted to a short run in the test
+        # below; the fast suite runs the whole experiment on WebNLG, its batches and prompts split over 4 devices
+        pytest.param("e2e", 1, marks=pytest.mark.slow),
+        pytest.param("dart", 2, marks=pytest.mark.slow),
+        ("webnlg", 4),
+    ],
+)
 def test_smoke_run_generates_scores_and_exports_the_target_sparsity(task, devices, gpt2_folder, tmp_path):
     """A 2-step run per task, on 1, 2 and 4 devices (batches and beam-search prompts split across them)."""
     unset = {"warmup_steps": None, "max_length": None} if task == "dart" else {}  # the defaults, fitted to the run
