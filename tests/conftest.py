@@ -4,8 +4,8 @@ import os
 
 # 8 fake CPU devices; and the tiny models' programs compiled with LLVM's cheap passes only and XLA's older loop
 # emitters for fusions: they run in milliseconds, so most of a test's time is compiling them (about a quarter
-# less with the cheap passes; a third less again without the fusion emitters: a tiny BERT's dense train step
-# compiles in 1.0-1.2 s instead of 1.7-1.9 s, and the fast suite's compiles add up to about 230 s, not 310 s).
+# less with the cheap passes, about a third less again without the fusion emitters; the README gives the suite's
+# times).
 _FLAGS = (
     "--xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0"
     " --xla_llvm_disable_expensive_passes=true --xla_cpu_use_fusion_emitters=false"
