@@ -29,12 +29,12 @@ from tqdm.auto import tqdm
 
 from pst_jax.core.rules import make_plan, read_matrix, rules_for
 from pst_jax.data.batching import batches, encode, length_buckets, num_batches
-from pst_jax.glue.config import GlueConfig, check_config, resolve_recipe, train_steps
+from pst_jax.glue.config import GlueConfig, check_config, resolve_recipe
 from pst_jax.glue.run import predict
 from pst_jax.glue.sources import resolve_sources
 from pst_jax.glue.tasks import compute_metrics
 from pst_jax.training.losses import classification_loss
-from pst_jax.training.run import setup_run
+from pst_jax.training.run import setup_run, train_steps
 from pst_jax.training.sharding import make_mesh, shard_batch
 
 RANKINGS = ("movement", "magnitude", "random")
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         encode(tokenizer, [split[k] for k in task.text_keys], split["label"], cfg.max_length)
         for split in (sources.data["train"], sources.data["validation"])
     )
-    total_steps = train_steps(cfg.epochs, None, num_batches(train, cfg.batch_size))
+    total_steps, _ = train_steps(cfg.epochs, None, num_batches(train, cfg.batch_size))
     if args.steps[-1] > total_steps:
         print(f"error: --steps {args.steps[-1]} is past the run's {total_steps} steps (one epoch)", file=sys.stderr)
         return 2

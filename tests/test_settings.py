@@ -44,10 +44,11 @@ def test_recipes_fill_only_what_is_unset():
 
 def test_fractional_epochs_train_the_whole_steps_they_cover():
     """--epochs 1.8 trains floor(1.8 * steps per epoch) steps; --max_steps overrides; a run takes at least one."""
-    from pst_jax.glue.config import train_steps
+    from pst_jax.training.run import train_steps
 
-    assert train_steps(1.8, None, 368) == 662  # the embedded default: 368 batches of 32 an epoch
-    assert train_steps(2, None, 368) == 736
-    assert train_steps(0.29, None, 100) == 29  # 0.29 * 100 is 28.999999999999996 in floating point
-    assert train_steps(0.001, None, 368) == 1
-    assert train_steps(1.8, 40, 368) == 40
+    assert train_steps(1.8, None, 368) == (662, 2)  # the embedded default: 368 batches of 32 an epoch
+    assert train_steps(2, None, 368) == (736, 2)
+    assert train_steps(0.29, None, 100) == (29, 1)  # 0.29 * 100 is 28.999999999999996 in floating point
+    assert train_steps(0.001, None, 368) == (1, 1)
+    assert train_steps(1.8, 40, 368) == (40, 1)
+    assert train_steps(1, 700, 368) == (700, 2)  # --max_steps past an epoch: the epochs it touches

@@ -7,7 +7,6 @@
 
 import dataclasses
 import json
-import math
 from pathlib import Path
 
 from pst_jax.data.hub import check_model_folder, looks_like_path
@@ -111,18 +110,6 @@ def resolve_recipe(cfg: GlueConfig, task: GlueTask, embedded: bool) -> GlueConfi
         recipe["epochs"] = PAPER_EPOCHS.get(task.name, recipe["epochs"])
     filled = {k: v for k, v in recipe.items() if getattr(cfg, k) is None}
     return dataclasses.replace(cfg, **filled)
-
-
-def train_steps(epochs: float, max_steps: int | None, steps_per_epoch: int) -> int:
-    """Steps of a run: ``max_steps`` if given, else ``epochs`` passes of ``steps_per_epoch`` rounded down (at least 1).
-
-    Example:
-      >>> train_steps(1.8, None, 368), train_steps(0.29, None, 100), train_steps(2, 5, 368)
-      (662, 29, 5)
-    """
-    if max_steps:
-        return max_steps
-    return max(1, math.floor(epochs * steps_per_epoch + 1e-9))  # 0.29 * 100 is 28.999...: still 29
 
 
 def saved_config(output_dir: str | Path) -> GlueConfig:

@@ -14,7 +14,6 @@
 
 import dataclasses
 import logging
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ import numpy as np
 from pst_jax.core.model import measured_sparsity
 from pst_jax.core.rules import Plan, make_plan, rules_for
 from pst_jax.data.batching import Encoded, batches, encode, length_buckets, num_batches
-from pst_jax.glue.config import GlueConfig, check_config, resolve_recipe, train_steps
+from pst_jax.glue.config import GlueConfig, check_config, resolve_recipe
 from pst_jax.glue.sources import limit_eval, resolve_sources
 from pst_jax.glue.tasks import GlueTask, compute_metrics, get_task, majority_baseline
 from pst_jax.methods.base import export_model
@@ -33,7 +32,7 @@ from pst_jax.training.errors import Diverged, InputError, one_line
 from pst_jax.training.losses import classification_loss
 from pst_jax.training.method_config import check_ranks, compute_dtype, parameter_report, run_mesh
 from pst_jax.training.phases import Phases
-from pst_jax.training.run import Evaluation, RunSetup, Schedule, Selection, setup_run, train_epochs
+from pst_jax.training.run import Evaluation, RunSetup, Schedule, Selection, setup_run, train_epochs, train_steps
 from pst_jax.training.run_folder import RunFolder
 from pst_jax.training.sharding import shard_batch, to_host
 
@@ -83,8 +82,7 @@ def fit(
         train = encode_split(tokenizer, data["train"], task, cfg.max_length)
         evals = {split: encode_split(tokenizer, data[split], task, cfg.max_length) for split in task.eval_splits}
     steps_per_epoch = num_batches(train, cfg.batch_size)
-    total_steps = train_steps(cfg.epochs, cfg.max_steps, steps_per_epoch)
-    epochs = math.ceil(total_steps / steps_per_epoch)
+    total_steps, epochs = train_steps(cfg.epochs, cfg.max_steps, steps_per_epoch)
     with phases("setup"):
         loss_fn = classification_loss(model)
         setup = setup_run(cfg, model.params, plan, loss_fn, mesh, total_steps, learning_rate=cfg.learning_rate)

@@ -51,7 +51,7 @@ from pst_jax.training.losses import causal_lm_loss
 from pst_jax.training.method_config import parameter_report, run_mesh
 from pst_jax.training.phases import Phases
 from pst_jax.training.processes import is_writer
-from pst_jax.training.run import Evaluation, RunSetup, Schedule, setup_run, train_epochs
+from pst_jax.training.run import Evaluation, RunSetup, Schedule, setup_run, train_epochs, train_steps
 from pst_jax.training.run_folder import RunFolder
 from pst_jax.training.sharding import shard_batch, to_host
 
@@ -96,9 +96,7 @@ def _fit_to_run_and_model(cfg: NLGConfig, total_steps: int, model_config: Any) -
 
 
 def _steps(cfg: NLGConfig, train_rows: int) -> tuple[int, int]:
-    steps_per_epoch = math.ceil(train_rows / cfg.batch_size)
-    total = cfg.max_steps or cfg.epochs * steps_per_epoch
-    return total, math.ceil(total / steps_per_epoch)
+    return train_steps(cfg.epochs, cfg.max_steps, math.ceil(train_rows / cfg.batch_size))
 
 
 def validation_loss(setup: RunSetup, trainable: Any, batches: list, sparsity: float) -> float:

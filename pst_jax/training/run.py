@@ -10,6 +10,7 @@ frozen weights, jitted train and eval steps); :func:`train_epochs` runs the epoc
 import itertools
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -133,6 +134,18 @@ def setup_run(
     train_step = jit_train_step(make_train_step(loss_fn, method, optimizer), mesh, shardings)
     eval_step = jit_eval_step(make_eval_step(eval_loss_fn or loss_fn, method))
     return RunSetup(method, schedule, target, lr_at, state, frozen, train_step, eval_step, mesh, total_steps)
+
+
+def train_steps(epochs: float, max_steps: int | None, steps_per_epoch: int) -> tuple[int, int]:
+    """A run's steps and the epochs they touch: ``max_steps`` if given, else ``epochs`` passes of
+    ``steps_per_epoch`` rounded down (at least 1 step; ``epochs`` may be a fraction, 1.8: 80% of a second pass).
+
+    Example:
+      >>> train_steps(1.8, None, 368), train_steps(0.29, None, 100), train_steps(2, 5, 368)
+      ((662, 2), (29, 1), (5, 1))
+    """
+    total = max_steps or max(1, math.floor(epochs * steps_per_epoch + 1e-9))  # 0.29 * 100 is 28.999...: still 29
+    return total, math.ceil(total / steps_per_epoch)
 
 
 class Schedule(NamedTuple):
